@@ -1,0 +1,49 @@
+"""The extra UNet input channels: how a per-frame image latent and mask become `c_concat`.
+
+The conditioning node produces, for F frames, a (scaled) image latent `[F, 4, h, w]` that is zero on frames
+not given, and a mask `[F, 1, h, w]` that is 1 on given frames (AtomoVideo's binary frame mask Fm). A weight
+file declares the order of its input channels (e.g. `noise:4, mask:1, image:4`) and the mask polarity; this
+module lays the two tensors out accordingly. The noisy latent always comes first and is added by the host.
+"""
+from __future__ import annotations
+
+import torch
+
+DEFAULT_LAYOUT = ("noise:4", "mask:1", "image:4")
+
+
+def parse_layout(layout) -> list[tuple[str, int]]:
+    out = []
+    for part in layout:
+        name, _, width = part.partition(":")
+        out.append((name, int(width)))
+    return out
+
+
+def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None,
+                 mask_polarity: str = "1=given") -> torch.Tensor:
+    """Channels after the noisy latent, for a batch shaped like `like` ([N, 4, h, w]).
+
+    Missing `image`/`mask` mean "no frame given": zeros and an all-not-given mask (text-to-video).
+    `mask` may carry non-binary values (PIA's per-frame affinity); they pass through unchanged.
+    """
+    n, _, h, w = like.shape
+    if image is None:
+        image = like.new_zeros(n, 4, h, w)
+    if mask is None:
+        mask = like.new_zeros(n, 1, h, w)
+    image = image.to(like.device, like.dtype)
+    mask = mask.to(like.device, like.dtype)
+    if image.shape[0] != n or mask.shape[0] != n:
+        raise ValueError(f"conditioning for {image.shape[0]} frames, but the batch has {n}")
+    if mask_polarity == "0=given":
+        mask = 1.0 - mask
+    parts = []
+    for name, width in parse_layout(layout)[1:]:
+        if name in ("mask", "affinity"):
+            parts.append(mask.expand(n, width, h, w))
+        elif name == "image":
+            parts.append(image)
+        else:
+            raise ValueError(f"unknown input channel group '{name}' in layout {list(layout)}")
+    return torch.cat(parts, dim=1)

@@ -1,0 +1,55 @@
+"""Reading weight files safely and telling which format they are.
+
+Only safetensors and `torch.load(weights_only=True)` are used, so a file can never run code on load.
+Every known format is converted to `AtomoVideoWeights`, the one structure the host glue understands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .errors import WeightFormatError
+from .weight_format import AtomoVideoWeights, atomovideo_from_state_dict, is_atomovideo
+
+ACCEPTED = "AtomoVideo (.safetensors with 'atomovideo' metadata)"
+
+
+def read_state_dict(path: str | Path) -> tuple[dict, dict]:
+    """(tensors, safetensors metadata) of a `.safetensors` or pickled checkpoint, wrappers removed."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise WeightFormatError(f"{path.name} is not a readable safetensors file ({e})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightFormatError(
+            f"{path.name} could not be loaded safely (torch.load(weights_only=True): {str(e).splitlines()[0]})"
+        ) from None
+    for wrapper in ("state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightFormatError(f"{path.name} does not hold a state dict of tensors")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}, {}
+
+
+def describe(state_dict: dict) -> str:
+    """A short account of a state dict for error messages."""
+    keys = sorted(state_dict)
+    sample = ", ".join(keys[:3])
+    return f"{len(keys)} tensors (e.g. {sample})" if keys else "no tensors"
+
+
+def load_temporal_weights(path: str | Path) -> AtomoVideoWeights:
+    """Any supported temporal-layer file as `AtomoVideoWeights`; unknown files get a clear error."""
+    state_dict, metadata = read_state_dict(path)
+    if is_atomovideo(metadata):
+        return atomovideo_from_state_dict(state_dict, metadata)
+    raise WeightFormatError(
+        f"{Path(path).name} is not a format this pack knows: found {describe(state_dict)}. Accepted: {ACCEPTED}.")

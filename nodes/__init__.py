@@ -1,0 +1,9 @@
+"""The ComfyUI face of the pack: V3 schema nodes and the glue that patches models through host APIs.
+
+Every module here may import ComfyUI; `atomo_core` never does.
+"""
+from .loader_node import AtomoVideoLoader
+
+NODE_LIST = [
+    AtomoVideoLoader,
+]

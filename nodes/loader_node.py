@@ -1,0 +1,73 @@
+"""Node `AtomoVideoLoader`: inflate any loaded SD1.5 model with AtomoVideo temporal layers."""
+from __future__ import annotations
+
+import folder_paths
+from comfy_api.latest import io
+
+from ..atomo_core.errors import AtomoVideoError, input_error
+from ..atomo_core.weight_files import load_temporal_weights
+from .model_family import check_sd15_base
+from .unet_inflation import inflate
+
+NODE = "AtomoVideoLoader"
+WEIGHT_FOLDERS = ("atomovideo",)
+SCHEDULE_FROM_WEIGHTS = "from weights"
+SCHEDULE_KEEP = "keep model's"
+
+
+def weight_file_names() -> list[str]:
+    names = []
+    for folder in WEIGHT_FOLDERS:
+        names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+    return names
+
+
+def weight_file_path(name: str) -> str:
+    for folder in WEIGHT_FOLDERS:
+        path = folder_paths.get_full_path(folder, name)
+        if path:
+            return path
+    searched = [p for f in WEIGHT_FOLDERS for p in folder_paths.get_folder_paths(f)]
+    raise input_error(NODE, "weights", f"'{name}' was not found in {searched}. Put the file there "
+                                       "(or in a folder named in extra_model_paths.yaml) and refresh.")
+
+
+class AtomoVideoLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE,
+            display_name="Load AtomoVideo Temporal Layers",
+            category="AtomoVideo",
+            description="Adds temporal layers (and the 9-channel image input) to an SD1.5 model so it "
+                        "generates videos. The model you pass in is not changed.",
+            inputs=[
+                io.Model.Input("model", tooltip="An SD1.5 model (from Load Checkpoint, optionally with LoRAs). "
+                                                 "SDXL, SD2, inpainting and video models are refused."),
+                io.Combo.Input("weights", options=weight_file_names(),
+                               tooltip="Temporal-layer file from models/atomovideo/."),
+                io.Combo.Input("noise_schedule", options=[SCHEDULE_FROM_WEIGHTS, SCHEDULE_KEEP],
+                               default=SCHEDULE_FROM_WEIGHTS,
+                               tooltip="'from weights': use the prediction type and schedule the weights were "
+                                       "trained with (v-prediction + zero terminal SNR for AtomoVideo files). "
+                                       "'keep model's': leave the model's sampling as it is."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with temporal layers; sample it with frames as the "
+                                             "latent batch.")],
+        )
+
+    @classmethod
+    def execute(cls, model, weights, noise_schedule=SCHEDULE_FROM_WEIGHTS) -> io.NodeOutput:
+        check_sd15_base(model, NODE)
+        path = weight_file_path(weights)
+        try:
+            loaded = load_temporal_weights(path)
+        except AtomoVideoError as e:
+            raise input_error(NODE, "weights", str(e)) from None
+        inflated = inflate(model, loaded, weights, NODE)
+        meta = loaded.metadata
+        if noise_schedule == SCHEDULE_FROM_WEIGHTS and meta.prediction == "v" and meta.zero_terminal_snr:
+            from .sampling_glue import apply_zero_snr_vprediction
+
+            inflated = apply_zero_snr_vprediction(inflated, cfg_rescale=0.7)
+        return io.NodeOutput(inflated)

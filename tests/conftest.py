@@ -1,0 +1,72 @@
+"""Test harness: host-free tests always run; host tests boot the real ComfyUI once per session.
+
+Host tests use the `comfy` fixture (or are marked `host`); without a ComfyUI checkout they skip with a visible
+reason. ComfyUI is found through COMFYUI_PATH or the ComfyUI this pack sits in (custom_nodes/).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Appended, not prepended: the pack's `nodes/` must never shadow ComfyUI's `nodes` module.
+for p in (str(REPO), str(Path(__file__).resolve().parent)):
+    if p not in sys.path:
+        sys.path.append(p)
+
+from comfy_host import ComfyHost, find_comfyui  # noqa: E402
+
+SHARED_MODELS = REPO.parent / "shared" / "models"
+_HOST = None
+_HOST_ERROR = None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host: needs a real ComfyUI (COMFYUI_PATH); skipped without one")
+
+
+def pytest_report_header(config):
+    path = find_comfyui()
+    return f"ComfyUI host: {path}" if path else "ComfyUI host: none found (set COMFYUI_PATH); host tests will skip"
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    """The booted ComfyUI host with the pack loaded (skips when no ComfyUI is found)."""
+    global _HOST, _HOST_ERROR
+    if _HOST is None and _HOST_ERROR is None:
+        path = find_comfyui()
+        if path is None:
+            _HOST_ERROR = "no ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.47) to run host tests"
+        else:
+            _HOST = ComfyHost(path, tmp_path_factory.mktemp("comfy"))
+    if _HOST is None:
+        pytest.skip(_HOST_ERROR)
+    return _HOST
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy):
+    """Small real-layout models written into the host's model folders (see fixture_models.py)."""
+    import fixture_models
+
+    return fixture_models.write_all(comfy, SHARED_MODELS)
+
+
+@pytest.fixture(scope="session")
+def atomo_weights(comfy, tiny_models):
+    """AtomoVideo fixture files in models/atomovideo, fitted to the tiny checkpoint's UNet."""
+    import fixture_models
+
+    model = comfy.load_checkpoint(tiny_models["checkpoint"])[0]
+    return fixture_models.write_atomovideo_fixtures(comfy, model)
+
+
+@pytest.fixture
+def taesd_paths():
+    enc, dec = SHARED_MODELS / "taesd_encoder.safetensors", SHARED_MODELS / "taesd_decoder.safetensors"
+    if not (enc.is_file() and dec.is_file()):
+        pytest.skip(f"real TAESD weights not found in {SHARED_MODELS}")
+    return enc, dec
