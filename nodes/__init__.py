@@ -3,7 +3,9 @@
 Every module here may import ComfyUI; `atomo_core` never does.
 """
 from .loader_node import AtomoVideoLoader
+from .metrics_node import AtomoVideoMetrics
 
 NODE_LIST = [
     AtomoVideoLoader,
+    AtomoVideoMetrics,
 ]
