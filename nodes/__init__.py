@@ -4,8 +4,11 @@ Every module here may import ComfyUI; `atomo_core` never does.
 """
 from .loader_node import AtomoVideoLoader
 from .metrics_node import AtomoVideoMetrics
+from .sampler_node import AtomoVideoModelSampling, AtomoVideoSampler
 
 NODE_LIST = [
     AtomoVideoLoader,
     AtomoVideoMetrics,
+    AtomoVideoSampler,
+    AtomoVideoModelSampling,
 ]
