@@ -2,12 +2,16 @@
 
 Every module here may import ComfyUI; `atomo_core` never does.
 """
+from .clip_vision_node import AtomoVideoCLIPVisionInject
+from .image_conditioning_node import AtomoVideoImageConditioning
 from .loader_node import AtomoVideoLoader
 from .metrics_node import AtomoVideoMetrics
 from .sampler_node import AtomoVideoModelSampling, AtomoVideoSampler
 
 NODE_LIST = [
     AtomoVideoLoader,
+    AtomoVideoImageConditioning,
+    AtomoVideoCLIPVisionInject,
     AtomoVideoMetrics,
     AtomoVideoSampler,
     AtomoVideoModelSampling,
