@@ -20,12 +20,29 @@ def parse_layout(layout) -> list[tuple[str, int]]:
     return out
 
 
+def image_on_every_frame(image: torch.Tensor, frames: int) -> torch.Tensor:
+    """Each frame gets the image latent of the nearest given frame (a frame whose latent is not all zero), per
+    video of `frames` frames; the earlier one on ties. With one given frame this repeats it on every frame, as PIA
+    does (`prepare_masked_latent_cond`). Videos with no given frame stay zero."""
+    out = image.clone()
+    for start in range(0, image.shape[0], frames):
+        chunk = image[start:start + frames]
+        given = [i for i in range(chunk.shape[0]) if bool(chunk[i].abs().amax() > 0)]
+        if not given:
+            continue
+        for f in range(chunk.shape[0]):
+            out[start + f] = chunk[min(given, key=lambda i: (abs(i - f), i))]
+    return out
+
+
 def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None,
-                 mask_polarity: str = "1=given") -> torch.Tensor:
+                 mask_polarity: str = "1=given", image_on_all_frames: bool = False,
+                 frames: int | None = None) -> torch.Tensor:
     """Channels after the noisy latent, for a batch shaped like `like` ([N, 4, h, w]).
 
     Missing `image`/`mask` mean "no frame given": zeros and an all-not-given mask (text-to-video).
     `mask` may carry non-binary values (PIA's per-frame affinity); they pass through unchanged.
+    `image_on_all_frames` (PIA): every frame of each `frames`-frame video gets the given image latent.
     """
     n, _, h, w = like.shape
     if image is None:
@@ -36,6 +53,8 @@ def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: t
     mask = mask.to(like.device, like.dtype)
     if image.shape[0] != n or mask.shape[0] != n:
         raise ValueError(f"conditioning for {image.shape[0]} frames, but the batch has {n}")
+    if image_on_all_frames:
+        image = image_on_every_frame(image, frames or n)
     if mask_polarity == "0=given":
         mask = 1.0 - mask
     parts = []

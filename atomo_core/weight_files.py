@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from . import animatediff_format
+from .animatediff_format import ACCEPTED as PUBLIC_ACCEPTED
 from .errors import WeightFormatError
 from .weight_format import AtomoVideoWeights, atomovideo_from_state_dict, is_atomovideo
 
-ACCEPTED = "AtomoVideo (.safetensors with 'atomovideo' metadata)"
+ACCEPTED = "AtomoVideo (.safetensors with 'atomovideo' metadata); " + PUBLIC_ACCEPTED
 
 
 def read_state_dict(path: str | Path) -> tuple[dict, dict]:
@@ -46,10 +48,20 @@ def describe(state_dict: dict) -> str:
     return f"{len(keys)} tensors (e.g. {sample})" if keys else "no tensors"
 
 
-def load_temporal_weights(path: str | Path) -> AtomoVideoWeights:
-    """Any supported temporal-layer file as `AtomoVideoWeights`; unknown files get a clear error."""
+def load_temporal_weights(path: str | Path, layout: dict | None = None) -> AtomoVideoWeights:
+    """Any supported temporal-layer file as `AtomoVideoWeights`; unknown files get a clear error.
+
+    `layout` (see `unet_sites`) is the UNet the weights will go into; public motion modules are placed in it
+    the way AnimateDiff places them (standard SD1.5 when None). AtomoVideo files carry their own sites.
+    """
     state_dict, metadata = read_state_dict(path)
     if is_atomovideo(metadata):
         return atomovideo_from_state_dict(state_dict, metadata)
+    if animatediff_format.is_motion_module(state_dict) or any(
+            k.startswith(("image_proj.", "ip_adapter.", "controlnet_cond_embedding.")) for k in state_dict):
+        try:
+            return animatediff_format.load_public(state_dict, layout)
+        except WeightFormatError as e:
+            raise WeightFormatError(f"{Path(path).name}: {e}") from None
     raise WeightFormatError(
         f"{Path(path).name} is not a format this pack knows: found {describe(state_dict)}. Accepted: {ACCEPTED}.")

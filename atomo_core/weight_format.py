@@ -30,6 +30,9 @@ FORMAT_VERSION = 1
 TEMPORAL_PREFIX = "temporal."
 CONV_IN_KEY = "conv_in.extra_weight"
 IMAGE_PROJ_PREFIX = "image_proj."
+SOURCE_FORMATS = ("atomovideo", "animatediff_v1", "animatediff_v2", "animatediff_v3", "animatelcm", "pia")
+BETA_SCHEDULES = ("scaled_linear", "sqrt_linear", "lcm")
+SPATIAL_GROUPNORM = ("per_frame", "across_frames")
 
 
 @dataclass
@@ -51,6 +54,18 @@ class AtomoVideoMetadata:
     feed_forward: bool = False
     heads: int = 8
     sites: list = field(default_factory=list)  # [[block, after, kind, channels], ...]
+    # Where the weights came from: "atomovideo" files, or a public format converted on load
+    # (see animatediff_format.SOURCE_FORMATS).
+    source_format: str = "atomovideo"
+    # Sampling schedule the weights want: "scaled_linear" is SD1.5's own (ComfyUI's "linear" betas);
+    # AnimateDiff and PIA used ComfyUI's "sqrt_linear" (diffusers' "linear"); "lcm" is LCM-distilled sampling
+    # (50 original timesteps) on SD1.5's betas, for AnimateLCM.
+    beta_schedule: str = "scaled_linear"
+    # How the base UNet's spatial ResNet GroupNorms took statistics in training: "per_frame", or
+    # "across_frames" (AnimateDiff v1 and PIA ran the 2D norms on 5-D video tensors).
+    spatial_groupnorm: str = "per_frame"
+    # The image latent goes to every frame (PIA), not only to the frames the mask marks as given.
+    image_on_all_frames: bool = False
 
     def site_list(self) -> list[Site]:
         return [Site.from_list(s) for s in self.sites]
@@ -93,6 +108,15 @@ class AtomoVideoMetadata:
             raise WeightFormatError(f"mask polarity '{self.mask_polarity}'; expected '1=given' or '0=given'")
         if self.max_frames < 1:
             raise WeightFormatError(f"max_frames {self.max_frames} must be at least 1")
+        if self.source_format not in SOURCE_FORMATS:
+            raise WeightFormatError(f"source format '{self.source_format}'; expected one of {list(SOURCE_FORMATS)}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise WeightFormatError(f"beta schedule '{self.beta_schedule}'; expected one of {list(BETA_SCHEDULES)}")
+        if self.spatial_groupnorm not in SPATIAL_GROUPNORM:
+            raise WeightFormatError(
+                f"spatial GroupNorm '{self.spatial_groupnorm}'; expected one of {list(SPATIAL_GROUPNORM)}")
+        if not isinstance(self.image_on_all_frames, bool):
+            raise WeightFormatError(f"image_on_all_frames must be true or false, not {self.image_on_all_frames!r}")
 
 
 @dataclass

@@ -95,14 +95,15 @@ def _get_attr(obj, dotted: str):
     return obj
 
 
-def _concat_wrapper(layout, polarity, latent_format):
+def _concat_wrapper(layout, polarity, latent_format, image_on_all_frames=False):
     def wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
         image = kwargs.pop(IMAGE_COND, None)
         mask = kwargs.pop(MASK_COND, None)
         if c_concat is None:
             if image is not None:
                 image = latent_format.process_in(image.to(x.device, x.dtype))
-            c_concat = build_concat(layout, x, image, mask, polarity)
+            frames = frames_in_batch(x, transformer_options) if image_on_all_frames else None
+            c_concat = build_concat(layout, x, image, mask, polarity, image_on_all_frames, frames)
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     return wrapper
 
@@ -156,7 +157,8 @@ def inflate(model, weights: AtomoVideoWeights, file_name: str, node: str = "Atom
         m.add_patches({CONV_IN_WEIGHT: ("diff", (delta, {"pad_weight": True}))}, 1.0, 1.0)
         latent_format = model.get_model_object("latent_format")
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY,
-                               _concat_wrapper(meta.channel_layout, meta.mask_polarity, latent_format))
+                               _concat_wrapper(meta.channel_layout, meta.mask_polarity, latent_format,
+                                               getattr(meta, "image_on_all_frames", False)))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY,
                            _frame_limit_wrapper(meta.max_frames, file_name))
     counts = {}

@@ -1,0 +1,92 @@
+"""Spatial GroupNorms that take statistics across all frames of a video (AnimateDiff v1 and PIA training).
+
+AnimateDiff v1 and PIA ran the base UNet's 2-D ResNet GroupNorms (and the final `conv_norm_out`) on 5-D video
+tensors `b c f h w`, so their statistics span every frame; v2, v3 and AnimateLCM normalise each frame alone. The
+motion modules' own GroupNorm is per frame in every format and is not touched here.
+
+Nothing global is patched. For each targeted GroupNorm *instance* the model clone gets an object patch of its
+`forward` attribute (`diffusion_model.<path>.forward`): a callable that reshapes `(b f) c h w -> b c f h w`, runs
+the module's own class `forward` (so its parameters, weight patches such as LoRA, and the host's low-VRAM casts
+all apply as usual) and reshapes back. Module objects and state-dict keys stay the same; unpatching restores the
+original method.
+
+The frame count comes from a `contextvars.ContextVar` set around each UNet call by a DIFFUSION_MODEL wrapper
+(frames = batch // number of cond/uncond chunks, as for the temporal layers). A context variable is private to
+the thread (and task) running the call, so concurrent runs cannot see each other's frame count; outside a wrapped
+call the norms behave exactly as the original ones.
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+import torch
+
+import comfy.patcher_extension
+from comfy.ldm.modules.attention import SpatialTransformer
+from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+from .unet_inflation import frames_in_batch
+
+KEY = "atomovideo_spatial_groupnorm"
+PER_FRAME, ACROSS_FRAMES = "per_frame", "across_frames"
+# ResBlock and final norms across frames, plus the spatial transformers' input norms, as AnimateDiff-Evolved's
+# global GroupNorm patch does (the original AnimateDiff v1/PIA code normalises transformer inputs per frame).
+ACROSS_FRAMES_ALL = "across_frames_all"
+MODES = (PER_FRAME, ACROSS_FRAMES, ACROSS_FRAMES_ALL)
+
+_FRAMES: ContextVar = ContextVar("atomovideo_spatial_groupnorm_frames", default=None)
+
+
+class AcrossFramesForward:
+    """Installed as the `forward` of one GroupNorm instance: statistics over all frames of each video."""
+
+    def __init__(self, norm: torch.nn.GroupNorm):
+        self.norm = norm
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        original = type(norm).forward
+        frames = _FRAMES.get()
+        if frames is None or frames <= 1 or x.ndim != 4 or x.shape[0] % frames:
+            return original(norm, x)
+        b = x.shape[0] // frames
+        h = x.reshape(b, frames, *x.shape[1:]).transpose(1, 2)  # (b f) c h w -> b c f h w
+        h = original(norm, h)
+        return h.transpose(1, 2).reshape(x.shape)
+
+
+def _frames_wrapper(executor, x, *args, **kwargs):
+    options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+    token = _FRAMES.set(frames_in_batch(x, options or {}))
+    try:
+        return executor(x, *args, **kwargs)
+    finally:
+        _FRAMES.reset(token)
+
+
+def target_norms(unet, include_transformers: bool = False) -> dict:
+    """Path in the UNet -> GroupNorm: ResBlock `in_layers.0`/`out_layers.0`, the final `out.0`, and (optionally)
+    each SpatialTransformer's `norm`."""
+    found = {}
+    for path, module in unet.named_modules():
+        if isinstance(module, ResBlock):
+            for sub in ("in_layers.0", "out_layers.0"):
+                found[f"{path}.{sub}"] = module.get_submodule(sub)
+        elif include_transformers and isinstance(module, SpatialTransformer):
+            found[f"{path}.norm"] = module.norm
+    found["out.0"] = unet.out[0]
+    return {p: m for p, m in found.items() if isinstance(m, torch.nn.GroupNorm)}
+
+
+def apply_spatial_groupnorm(model, mode: str):
+    """A clone of `model` whose spatial GroupNorms follow `mode` (PER_FRAME returns `model` unchanged)."""
+    if mode not in MODES:
+        raise ValueError(f"spatial GroupNorm mode '{mode}'; expected one of {list(MODES)}")
+    if mode == PER_FRAME:
+        return model
+    m = model.clone()
+    unet = model.get_model_object("diffusion_model")
+    for path, norm in target_norms(unet, include_transformers=mode == ACROSS_FRAMES_ALL).items():
+        m.add_object_patch(f"diffusion_model.{path}.forward", AcrossFramesForward(norm))
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_wrapper)
+    return m
