@@ -5,6 +5,7 @@ samplers), so the progress bar, latent previews, interruption and `noise_mask` b
 """
 from __future__ import annotations
 
+import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -105,14 +106,19 @@ class AtomoVideoSampler(io.ComfyNode):
         if not 1 <= steps <= MAX_STEPS:
             raise input_error(node, "steps", f"must be between 1 and {MAX_STEPS}, got {steps}.")
         if glue.is_zero_snr(model):
+            if not glue.is_v_prediction(model):
+                raise input_error(node, "model", "the model has a zero-terminal-SNR schedule but predicts eps, "
+                                  "which is undefined at the last step (alpha_bar_T = 0). Use v-prediction "
+                                  "(AtomoVideo Model Sampling) or a schedule without zero SNR for eps weights.")
             check_zero_snr_choice(node, sampler_name, scheduler)
         model_sampling = model.get_model_object("model_sampling")
-        if denoise > 0.0 and int(steps / denoise) > len(model_sampling.sigmas) and scheduler == TRAILING:
-            raise input_error(node, "denoise", f"steps / denoise = {int(steps / denoise)} exceeds the "
-                              f"{len(model_sampling.sigmas)} training timesteps; lower steps or raise denoise.")
-
+        try:
+            sigmas = glue.sampling_sigmas(model_sampling, sampler_name, scheduler, steps, denoise)
+        except ValueError as e:  # trailing spacing cannot have more steps than training timesteps
+            raise input_error(node, "steps", f"{e}: steps / denoise must not exceed the "
+                              f"{len(model_sampling.sigmas)} training timesteps with '{TRAILING}'; lower steps "
+                              f"or raise denoise.") from e
         model = glue.set_cfg_rescale(model, cfg_rescale)
-        sigmas = glue.sampling_sigmas(model_sampling, sampler_name, scheduler, steps, denoise)
         out = latent.copy()
         latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
         if sigmas.shape[-1] <= 1:  # denoise 0: nothing to do
@@ -153,6 +159,10 @@ class AtomoVideoModelSampling(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, cfg_rescale) -> io.NodeOutput:
+        node = "AtomoVideoModelSampling"
         if not 0.0 <= cfg_rescale <= 1.0:
-            raise input_error("AtomoVideoModelSampling", "cfg_rescale", f"must be in [0, 1], got {cfg_rescale}.")
+            raise input_error(node, "cfg_rescale", f"must be in [0, 1], got {cfg_rescale}.")
+        if not isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.ModelSamplingDiscrete):
+            raise input_error(node, "model", "this model does not use a discrete DDPM schedule (e.g. a flow or "
+                              "EDM model); zero-terminal-SNR v-prediction only applies to SD1.5-family models.")
         return io.NodeOutput(glue.apply_zero_snr_vprediction(model, cfg_rescale))
