@@ -25,11 +25,14 @@ DEFAULT_SAMPLER = "ddim"  # ComfyUI's "ddim" is Euler in sigma space, i.e. deter
 # zero SNR rather than risking a broken video; with eps models every ComfyUI sampler is allowed.
 ZERO_SNR_SAMPLERS = ["ddim", "euler", "euler_ancestral", "ddpm", "lms", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde",
                      "uni_pc"]
-# Measured failures, named so the refusal says why (others are simply unverified).
-_SECOND_ORDER = ("its second evaluation spans the first step from sigma 4518.8, which multiplies any difference "
-                 "between the guided predictions by ~1000 (e.g. values of 900+ instead of ~15 at 2 steps, cfg 7.5)")
-ZERO_SNR_REFUSED_SAMPLERS = {"heun": _SECOND_ORDER, "dpm_2": _SECOND_ORDER, "heunpp2": _SECOND_ORDER,
-                             "lcm": "is for consistency-distilled models, not AtomoVideo"}
+# Measured failures (exact denoiser, cfg 7.5, rescale 0.7), named so the refusal says why; others are unverified.
+ZERO_SNR_REFUSED_SAMPLERS = {
+    "heun": "corrects its first step from sigma 4518.8 with a slope taken at the next sigma, which multiplies "
+            "any difference between guided predictions by ~1000 (values of 900+ instead of ~15 at 2 steps)",
+    "dpm_2": "takes its midpoint slope across the first step from sigma 4518.8, which distorts guided "
+             "predictions (values up to 22 instead of ~14 at 2 steps)",
+    "lcm": "is for consistency-distilled models, not AtomoVideo",
+}
 ZERO_SNR_SCHEDULERS = [TRAILING, "simple", "sgm_uniform", "normal", "beta"]
 MAX_STEPS = 1000
 
@@ -45,7 +48,8 @@ def check_zero_snr_choice(node: str, sampler_name: str, scheduler: str) -> None:
         reason = ZERO_SNR_REFUSED_SAMPLERS.get(
             sampler_name, "is not verified with zero-terminal-SNR v-prediction models (sigma_max 4518.8)")
         raise input_error(node, "sampler_name",
-                          f"'{sampler_name}' {reason}. Use one of {', '.join(ZERO_SNR_SAMPLERS)}; '{DEFAULT_SAMPLER}' is the default.")
+                          f"'{sampler_name}' {reason}. Use one of {', '.join(ZERO_SNR_SAMPLERS)}; "
+                          f"'{DEFAULT_SAMPLER}' is the default.")
 
 
 class AtomoVideoSampler(io.ComfyNode):

@@ -1,5 +1,4 @@
 """Schedule maths against diffusers' DDIMScheduler (zero-SNR rescale, trailing spacing, v-prediction)."""
-import numpy as np
 import pytest
 import torch
 

@@ -8,7 +8,6 @@ N(MU, S^2); the negative controls below show that such mistakes do fail the same
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
