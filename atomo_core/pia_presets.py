@@ -47,3 +47,22 @@ def affinity_mask(preset: str, frames: int, height: int, width: int, cond_frame:
     """`[frames, 1, height, width]`: each frame's affinity filled over the latent (the `atomo_mask` input)."""
     values = torch.tensor(affinity_values(preset, frames, cond_frame), dtype=torch.float32)
     return values.view(frames, 1, 1, 1).expand(frames, 1, height, width).clone()
+
+
+def frame_mask_to_affinity(mask: torch.Tensor, frames: int, preset: str) -> torch.Tensor:
+    """A binary frame mask (`[N, 1, h, w]`, 1 on given frames, N = videos x `frames`) as PIA affinity: each frame
+    gets the preset's value for its distance to the nearest given frame. Videos without a given frame get zeros.
+    A mask that is not binary already carries affinity values and is returned unchanged."""
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        return mask
+    out = torch.zeros_like(mask)
+    for start in range(0, mask.shape[0], frames):
+        chunk = mask[start:start + frames]
+        given = [i for i in range(chunk.shape[0]) if bool((chunk[i] == 1).all())]
+        if not given:
+            continue
+        coef = list(PRESETS[preset])
+        coef = coef + [coef[-1]] * max(0, chunk.shape[0] - len(coef))
+        for f in range(chunk.shape[0]):
+            out[start + f] = coef[min(abs(f - g) for g in given)]
+    return out

@@ -5,6 +5,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..atomo_core.errors import AtomoVideoError, input_error
+from ..atomo_core.pia_presets import DEFAULT_PRESET, PRESET_NAMES
 from ..atomo_core.weight_files import load_temporal_weights
 from .beta_schedules import apply_beta_schedule
 from .model_family import check_sd15_base
@@ -71,6 +72,11 @@ class AtomoVideoLoader(io.ComfyNode):
                                        "frame for v2, v3, AnimateLCM and AtomoVideo files. The last option also "
                                        "normalises the spatial transformers' inputs across frames, matching "
                                        "AnimateDiff-Evolved's v1/PIA behaviour."),
+                io.Combo.Input("pia_motion", options=list(PRESET_NAMES), default=DEFAULT_PRESET, optional=True,
+                               tooltip="PIA weights only: the paper's motion preset. The image-conditioning "
+                                       "frame mask becomes PIA's per-frame affinity (1.0 on the image frame, "
+                                       "smaller further away; smaller values allow more motion); the image goes "
+                                       "to every frame. Ignored for other weights."),
             ],
             outputs=[io.Model.Output(tooltip="The model with temporal layers; sample it with frames as the "
                                              "latent batch.")],
@@ -78,15 +84,19 @@ class AtomoVideoLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, weights, noise_schedule=SCHEDULE_FROM_WEIGHTS,
-                spatial_groupnorm=GROUPNORM_FROM_WEIGHTS) -> io.NodeOutput:
+                spatial_groupnorm=GROUPNORM_FROM_WEIGHTS, pia_motion=DEFAULT_PRESET) -> io.NodeOutput:
         check_sd15_base(model, NODE)
         path = weight_file_path(weights)
         try:
             loaded = load_temporal_weights(path, layout=host_layout(model.get_model_object("diffusion_model")))
         except AtomoVideoError as e:
             raise input_error(NODE, "weights", str(e)) from None
-        inflated = inflate(model, loaded, weights, NODE)
         meta = loaded.metadata
+        if pia_motion not in PRESET_NAMES:
+            raise input_error(NODE, "pia_motion", f"unknown preset '{pia_motion}'; expected one of "
+                                                  f"{list(PRESET_NAMES)}")
+        inflated = inflate(model, loaded, weights, NODE,
+                           affinity_preset=pia_motion if meta.source_format == "pia" else None)
         if spatial_groupnorm == GROUPNORM_FROM_WEIGHTS:
             mode = meta.spatial_groupnorm
         elif spatial_groupnorm in GROUPNORM_OPTIONS:

@@ -24,6 +24,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
 from ..atomo_core.conditioning_layout import build_concat
 from ..atomo_core.errors import input_error
+from ..atomo_core.pia_presets import frame_mask_to_affinity
 from ..atomo_core.temporal_layers import TemporalLayer
 from ..atomo_core.unet_sites import RES, TRANSFORMER, check_sites_fit
 from ..atomo_core.weight_format import AtomoVideoWeights
@@ -95,14 +96,16 @@ def _get_attr(obj, dotted: str):
     return obj
 
 
-def _concat_wrapper(layout, polarity, latent_format, image_on_all_frames=False):
+def _concat_wrapper(layout, polarity, latent_format, image_on_all_frames=False, affinity_preset=None):
     def wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
         image = kwargs.pop(IMAGE_COND, None)
         mask = kwargs.pop(MASK_COND, None)
         if c_concat is None:
             if image is not None:
                 image = latent_format.process_in(image.to(x.device, x.dtype))
-            frames = frames_in_batch(x, transformer_options) if image_on_all_frames else None
+            frames = frames_in_batch(x, transformer_options) if image_on_all_frames or affinity_preset else None
+            if affinity_preset and mask is not None:  # PIA: a binary frame mask becomes the preset's affinity
+                mask = frame_mask_to_affinity(mask, frames, affinity_preset)
             c_concat = build_concat(layout, x, image, mask, polarity, image_on_all_frames, frames)
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     return wrapper
@@ -121,8 +124,12 @@ def _frame_limit_wrapper(max_frames: int, file_name: str):
     return wrapper
 
 
-def inflate(model, weights: AtomoVideoWeights, file_name: str, node: str = "AtomoVideoLoader"):
-    """A clone of `model` with the temporal layers and input layer of `weights`; `model` is untouched."""
+def inflate(model, weights: AtomoVideoWeights, file_name: str, node: str = "AtomoVideoLoader",
+            affinity_preset: str | None = None):
+    """A clone of `model` with the temporal layers and input layer of `weights`; `model` is untouched.
+
+    `affinity_preset` (PIA weights): binary frame masks from the conditioning become that preset's per-frame
+    affinity (`pia_presets`); masks that already carry affinity values pass unchanged."""
     if inflation_of(model) is not None:
         raise input_error(node, "model", f"this model already has AtomoVideo temporal layers "
                                          f"('{inflation_of(model).file_name}'); load them only once per model.")
@@ -158,7 +165,7 @@ def inflate(model, weights: AtomoVideoWeights, file_name: str, node: str = "Atom
         latent_format = model.get_model_object("latent_format")
         m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY,
                                _concat_wrapper(meta.channel_layout, meta.mask_polarity, latent_format,
-                                               getattr(meta, "image_on_all_frames", False)))
+                                               getattr(meta, "image_on_all_frames", False), affinity_preset))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY,
                            _frame_limit_wrapper(meta.max_frames, file_name))
     counts = {}

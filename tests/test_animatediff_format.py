@@ -271,3 +271,19 @@ def test_pia_image_goes_to_every_frame_and_affinity_to_channel_4():
     assert out.shape == (2 * frames, 5, h, w)
     assert torch.equal(out[:, 0], torch.cat([mask, mask])[:, 0])
     assert torch.equal(out[:, 1:], repeat(image[0], "c h w -> f c h w", f=2 * frames))
+
+
+def test_binary_frame_mask_becomes_the_presets_affinity():
+    from atomo_core.pia_presets import frame_mask_to_affinity
+
+    frames = 6
+    mask = torch.zeros(2 * frames, 1, 2, 2)
+    mask[0] = 1.0            # video 1: image on frame 0
+    mask[frames + 3] = 1.0   # video 2: image on frame 3
+    out = frame_mask_to_affinity(mask, frames, "animation (small motion)")
+    assert torch.equal(out[:frames, 0, 0, 0], torch.tensor(affinity_values("animation (small motion)", frames, 0)))
+    assert torch.equal(out[frames:, 0, 1, 1], torch.tensor(affinity_values("animation (small motion)", frames, 3)))
+    assert torch.equal(frame_mask_to_affinity(torch.zeros(3, 1, 2, 2), 3, "loop (small motion)"),
+                       torch.zeros(3, 1, 2, 2))
+    already = affinity_mask("animation (large motion)", frames, 2, 2)
+    assert frame_mask_to_affinity(already, frames, "animation (small motion)") is already

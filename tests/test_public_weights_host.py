@@ -209,6 +209,37 @@ def test_pia_affinity_reaches_channel_4_and_the_image_every_frame(comfy, base, f
         assert torch.allclose(chunk[:, 5:], scaled.expand(FRAMES, 4, 8, 8), atol=1e-6)
 
 
+def test_the_image_conditioning_node_drives_pia_with_the_chosen_preset(comfy, base, tiny_models, files):
+    """End to end: AtomoVideoImageConditioning's binary frame mask (image on frame 2) reaches PIA's channel 4 as the
+    loader's `pia_motion` preset by distance to frame 2, and the encoded image reaches channels 5-8 on every frame."""
+    import comfy.patcher_extension as pe
+    import nodes as host_nodes
+
+    from atomo_core.pia_presets import affinity_values
+
+    if "AtomoVideoImageConditioning" not in host_nodes.NODE_CLASS_MAPPINGS:
+        pytest.skip("AtomoVideoImageConditioning is not registered in this checkout")
+    model, pos, neg = base
+    vae = comfy.load_checkpoint(tiny_models["checkpoint"])[2]
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    p, n, lat = comfy.call("AtomoVideoImageConditioning", positive=pos, negative=neg, vae=vae, image=image,
+                           frames=FRAMES, width=64, height=64, frame_indices="2")
+    seen = []
+
+    def capture(executor, x, *args, **kwargs):
+        seen.append(x.detach().clone())
+        return executor(x, *args, **kwargs)
+
+    m = load(comfy, model, files["pia"], pia_motion="loop (moderate motion)").clone()
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "atomo_test_capture", capture)
+    one_step(comfy, m, p, n, latent())
+    x = seen[0][:FRAMES]
+    values = torch.tensor(affinity_values("loop (moderate motion)", FRAMES, cond_frame=2))
+    assert torch.equal(x[:, 4, 0, 0], values) and torch.equal(x[:, 4], x[:, 4, :1, :1].expand(FRAMES, 8, 8))
+    assert x[2, 5:].abs().max() > 0
+    assert torch.equal(x[:, 5:], x[2:3, 5:].expand(FRAMES, 4, 8, 8))
+
+
 @pytest.mark.parametrize("name,sd,reason", [
     ("mm_sdxl_v10_beta.safetensors",
      {f"down_blocks.{i}.motion_modules.0.temporal_transformer.proj_in.weight": torch.zeros(8, 8) for i in range(3)},
