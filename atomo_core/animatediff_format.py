@@ -231,6 +231,7 @@ def to_atomovideo(detected: DetectedFormat, layout: Layout | None = None) -> Ato
         temporal_conv=False,
         attention_blocks=2,
         feed_forward=True,
+        attention_projections=True,
         heads=8,
         sites=[s.as_list() for s in sites],
         source_format=detected.name,

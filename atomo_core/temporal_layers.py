@@ -11,7 +11,7 @@ without that prefix) so AnimateDiff and PIA files map onto it by renaming keys o
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -126,16 +126,18 @@ class TemporalAttention(TemporalLayer):
 
     GroupNorm (per frame) -> proj_in -> `attention_blocks` temporal self-attentions, each with a pre-LayerNorm
     and a residual -> optional GEGLU feed-forward with a pre-LayerNorm -> proj_out (zero-initialised) -> residual.
-    With one attention block and no feed-forward this is AtomoVideo's light layer; with two and a feed-forward
-    it is exactly AnimateDiff's motion module.
+    With two attention blocks, a feed-forward and the projections this is exactly AnimateDiff's motion module.
+    AtomoVideo's own layer is lighter (one attention, no feed-forward, no proj_in/proj_out: the block adds only
+    what its attentions add, and their `to_out` start at zero), because the layer runs after every spatial
+    transformer and its cost and weights add to every step.
     """
 
     def __init__(self, channels: int, heads: int = 8, max_frames: int = 32, attention_blocks: int = 1,
-                 feed_forward: bool = False, groups: int = 32):
+                 feed_forward: bool = False, projections: bool = True, groups: int = 32):
         super().__init__()
         self.channels = channels
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, channels)
+        self.proj_in = nn.Linear(channels, channels) if projections else None
         block = nn.Module()
         block.attention_blocks = nn.ModuleList(
             [TemporalSelfAttention(channels, heads, max_frames) for _ in range(attention_blocks)])
@@ -144,9 +146,14 @@ class TemporalAttention(TemporalLayer):
             block.ff = GEGLUFeedForward(channels)
             block.ff_norm = nn.LayerNorm(channels)
         self.transformer_blocks = nn.ModuleList([block])
-        self.proj_out = nn.Linear(channels, channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        if projections:
+            self.proj_out = nn.Linear(channels, channels)
+            zero_outputs_(self)
+        else:
+            self.proj_out = None
+            for attn in block.attention_blocks:
+                nn.init.zeros_(attn.to_out[0].weight)
+                nn.init.zeros_(attn.to_out[0].bias)
 
     @property
     def max_frames(self) -> int:
@@ -159,13 +166,15 @@ class TemporalAttention(TemporalLayer):
         _, _, height, width = x.shape
         h = self.norm(x)
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=frames)
-        h = self.proj_in(h)
+        if self.proj_in is not None:
+            h = self.proj_in(h)
+        start = h
         block = self.transformer_blocks[0]
         for attn, norm in zip(block.attention_blocks, block.norms):
             h = h + attn(norm(h), attention)
         if hasattr(block, "ff"):
             h = h + block.ff(block.ff_norm(h))
-        h = self.proj_out(h)
+        h = self.proj_out(h) if self.proj_out is not None else h - start
         return x + rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
 
 
@@ -177,8 +186,14 @@ def set_positional_length(layer: TemporalAttention, length: int) -> None:
 
 
 def zero_outputs_(layer: nn.Module) -> None:
-    """Make a layer the identity again (its output projection to zero)."""
-    target: Optional[nn.Module] = getattr(layer, "proj_out", None) or getattr(layer, "conv", None)
-    nn.init.zeros_(target.weight)
-    if target.bias is not None:
-        nn.init.zeros_(target.bias)
+    """Make a layer the identity again (its output projections to zero)."""
+    if getattr(layer, "proj_out", None) is not None:
+        targets = [layer.proj_out]
+    elif isinstance(layer, TemporalAttention):
+        targets = [a.to_out[0] for a in layer.transformer_blocks[0].attention_blocks]
+    else:
+        targets = [layer.conv]
+    for target in targets:
+        nn.init.zeros_(target.weight)
+        if target.bias is not None:
+            nn.init.zeros_(target.bias)

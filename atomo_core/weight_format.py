@@ -52,6 +52,8 @@ class AtomoVideoMetadata:
     temporal_conv: bool = True
     attention_blocks: int = 1
     feed_forward: bool = False
+    # proj_in/proj_out around the temporal attentions (AnimateDiff has them; AtomoVideo's light layer not).
+    attention_projections: bool = False
     heads: int = 8
     sites: list = field(default_factory=list)  # [[block, after, kind, channels], ...]
     # Where the weights came from: "atomovideo" files, or a public format converted on load
@@ -150,7 +152,8 @@ def new_layer(site: Site, meta: AtomoVideoMetadata) -> TemporalLayer:
         return TemporalConv(site.channels)
     if site.kind == ATTENTION:
         return TemporalAttention(site.channels, heads=meta.heads, max_frames=meta.max_frames,
-                                 attention_blocks=meta.attention_blocks, feed_forward=meta.feed_forward)
+                                 attention_blocks=meta.attention_blocks, feed_forward=meta.feed_forward,
+                                 projections=meta.attention_projections)
     raise WeightFormatError(f"site {site.name} has unknown kind '{site.kind}'")
 
 

@@ -7,6 +7,8 @@ allocator state), on the test fixture model (SD1.5-detected UNet, 320 channels, 
 median of `--repeats` sampler steps after one warm-up step. Peak memory on CUDA is
 `torch.cuda.max_memory_allocated` over the step; on the CPU it is the UNet's parameter bytes plus the rise of
 the process's peak resident memory during the steps (what the step allocates on top of what was resident).
+FLOPs (matmul, convolution, attention; elementwise work is not counted) are counted once per configuration
+with torch's FlopCounterMode, a load-independent companion to the timing on a shared machine.
 Goal (issue 2): time ratio <= 1.25, memory ratio <= 1.15.
 """
 from __future__ import annotations
@@ -51,6 +53,10 @@ def measure(config: str, size: int, frames: int, repeats: int) -> dict:
         return host.ksample(model, pos, neg, latent, steps=1, cfg=2.0, disable_noise=True, denoise=0.5)
 
     step()  # warm-up: loads and patches the model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as flops:  # matmul/conv/attention FLOPs: independent of machine load
+        step()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.synchronize()
@@ -74,7 +80,7 @@ def measure(config: str, size: int, frames: int, repeats: int) -> dict:
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         peak = params + max(0, peak_rss - before_rss)
     return {"config": config, "step_s": statistics.median(times), "peak_bytes": peak, "param_bytes": params,
-            "device": "cuda" if cuda else "cpu"}
+            "device": "cuda" if cuda else "cpu", "flops": flops.get_total_flops()}
 
 
 def main():
@@ -102,6 +108,7 @@ def main():
         print(f"  {r['config']:9s} step {r['step_s'] * 1000:8.1f} ms   peak {r['peak_bytes'] / 2**20:8.1f} MiB"
               f"   params {r['param_bytes'] / 2**20:7.1f} MiB")
     print(f"time ratio   {i['step_s'] / b['step_s']:.3f}  (goal <= 1.25)")
+    print(f"FLOP ratio   {i['flops'] / b['flops']:.3f}  (matmul/conv/attention FLOPs per step; not affected by load)")
     print(f"memory ratio {i['peak_bytes'] / b['peak_bytes']:.3f}  (goal <= 1.15)")
 
 

@@ -19,6 +19,7 @@ def randomize_(layer, seed=0):
 LAYERS = {
     "conv": lambda: tl.TemporalConv(64),
     "attention": lambda: tl.TemporalAttention(64, heads=4, max_frames=16),
+    "light": lambda: tl.TemporalAttention(64, heads=4, max_frames=16, projections=False),
     "animatediff": lambda: tl.TemporalAttention(64, heads=8, max_frames=24, attention_blocks=2, feed_forward=True),
 }
 
@@ -120,3 +121,22 @@ def test_sd15_sites_count_resblocks_and_transformers():
     assert sum(s.kind == CONV for s in sites) == res and sum(s.kind == ATTENTION for s in sites) == tr
     assert check_sites_fit(sites, layout) == []
     assert check_sites_fit(sites, sd15_layout(channel_mult=(1, 1), num_res_blocks=1))  # does not fit
+
+
+def test_light_attention_adds_only_its_attention_output():
+    """AtomoVideo's light layer: x + to_out(attention over frames of LN(GN(x)) + pe), no projections."""
+    C, F, H, W, heads = 64, 4, 2, 2, 4
+    layer = randomize_(tl.TemporalAttention(C, heads=heads, max_frames=8, projections=False))
+    assert layer.proj_in is None and layer.proj_out is None
+    assert not any(k.startswith(("proj_in", "proj_out")) for k in layer.state_dict())
+    x = torch.randn(F, C, H, W)
+    attn, norm = layer.transformer_blocks[0].attention_blocks[0], layer.transformer_blocks[0].norms[0]
+    h = torch.nn.functional.group_norm(x, 32, layer.norm.weight, layer.norm.bias, 1e-6)
+    h = h.permute(2, 3, 0, 1).reshape(H * W, F, C)
+    n = torch.nn.functional.layer_norm(h, (C,), norm.weight, norm.bias) + tl.sinusoidal_encoding(8, C)[:, :F]
+    q, k, v = (n @ w.T for w in (attn.to_q.weight, attn.to_k.weight, attn.to_v.weight))
+    o = torch.nn.functional.scaled_dot_product_attention(
+        *(t.reshape(H * W, F, heads, C // heads).transpose(1, 2) for t in (q, k, v)))
+    o = o.transpose(1, 2).reshape(H * W, F, C) @ attn.to_out[0].weight.T + attn.to_out[0].bias
+    ref = x + o.reshape(H, W, F, C).permute(2, 3, 0, 1)
+    assert (layer(x, F) - ref).abs().max().item() <= 1e-5
