@@ -1,0 +1,408 @@
+"""Loads every shipped workflow in the real ComfyUI frontend (headless Chromium) and screenshots its graph.
+
+A real ComfyUI server is started on 127.0.0.1 with a private base directory: this pack installed by a symlink in
+`custom_nodes/`, empty placeholder files with the workflows' model names in `models/` (so the model lists contain
+them), a real input image and control video. The frontend is the `comfyui-frontend-package` the server serves.
+Chromium (Debian's, headless) is driven through the DevTools protocol (aiohttp websocket, already a ComfyUI
+requirement). For each workflow the page runs `app.loadGraphData(workflow)` and reports:
+
+- nodes whose type is not registered (`LiteGraph.registered_node_types`) or that carry `has_errors`;
+- links that are missing, dangling, not attached to their input, or between types `LiteGraph.isValidConnection`
+  refuses;
+- widgets: the values the frontend serialises back differ from the file (a widget list that does not fit the
+  node), or a combo value is not among the combo's options;
+- console errors, uncaught exceptions and dialogs (missing nodes / models) raised while loading.
+
+Then the graph is fitted to the window and saved as `<out>/<name>.png`, with the workflow embedded (`workflow`
+text chunk, so the picture can be dragged into ComfyUI like any ComfyUI PNG) and the SHA-256 of the workflow
+file (`atomovideo_workflow_sha256`), which `test_frontend_workflows.py` compares with the committed workflow so
+the README pictures cannot go stale.
+
+    python3 tests/frontend/render_workflows.py --comfyui /path/to/ComfyUI --out docs/workflows
+
+Exit status 1 when any workflow reports an error; `--report FILE` writes the findings as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+PACK_DIR_NAME = "ComfyUI-AtomoVideo"
+VIEW_W, VIEW_H = 1920, 1200
+SHA_KEY = "atomovideo_workflow_sha256"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
+# Combo widgets whose values name files: folder (under the base directory) for the placeholders.
+FILE_WIDGETS = {"CheckpointLoaderSimple": "models/checkpoints", "CLIPVisionLoader": "models/clip_vision",
+                "LoraLoader": "models/loras", "ControlNetLoader": "models/controlnet"}
+PACK_FILE_WIDGETS = {"AtomoVideoLoader": ("models/atomovideo", "models/animatediff_models"),
+                     "AtomoVideoCLIPVisionInject": ("models/ipadapter",)}
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Graph.CanvasInfo": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0, "Comfy.Minimap.Visible": False, "Comfy.Validation.Workflows": True,
+            "Comfy.Workflow.ShowMissingNodesWarning": True, "Comfy.Workflow.ShowMissingModelsWarning": True}
+
+
+def find_chromium() -> str | None:
+    for c in (os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser", "google-chrome"):
+        if c and shutil.which(c):
+            return shutil.which(c)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def workflow_files(names=None) -> list[Path]:
+    files = sorted(WORKFLOWS.glob("*.json"))
+    return [f for f in files if not names or f.stem in names]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -------------------------------------------------------------------------------------------------------------
+# The server's base directory
+# -------------------------------------------------------------------------------------------------------------
+def write_test_video(path: Path, frames: int = 8, size: int = 64) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = np.zeros((size, size, 3), np.uint8)
+            frame[16:48, 4 + 4 * i:36 + 4 * i] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
+    (base / "custom_nodes").mkdir(parents=True)
+    os.symlink(REPO, base / "custom_nodes" / PACK_DIR_NAME, target_is_directory=True)
+    for d in ("input", "output", "temp", "user/default"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "user/default/comfy.settings.json").write_text(json.dumps(SETTINGS))
+    for wf_path in workflows:
+        wf = json.loads(wf_path.read_text(encoding="utf-8"))
+        for node in wf["nodes"]:
+            values = node.get("widgets_values") or []
+            t = node["type"]
+            folders = (FILE_WIDGETS[t],) if t in FILE_WIDGETS else PACK_FILE_WIDGETS.get(t, ())
+            for v in values:
+                if isinstance(v, str) and v.endswith((".safetensors", ".ckpt", ".pth", ".bin", ".pt")):
+                    for folder in folders[:1]:
+                        (base / folder).mkdir(parents=True, exist_ok=True)
+                        (base / folder / v).touch()
+            if t == "AtomoVideoLoader" and values and values[0].endswith(".ckpt"):  # PIA / AnimateDiff files
+                (base / "models/animatediff_models").mkdir(parents=True, exist_ok=True)
+                (base / "models/animatediff_models" / values[0]).touch()
+                (base / "models/atomovideo" / values[0]).unlink(missing_ok=True)
+            if t == "LoadImage":
+                src = comfyui / "input" / "example.png"
+                if src.is_file():
+                    shutil.copy(src, base / "input" / values[0])
+                else:
+                    from PIL import Image
+
+                    Image.new("RGB", (512, 512), (180, 120, 60)).save(base / "input" / values[0])
+            if t == "LoadVideo":
+                write_test_video(base / "input" / values[0])
+
+
+def start_server(comfyui: Path, base: Path, port: int, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    cmd = [sys.executable, str(comfyui / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--disable-api-nodes", "--base-directory", str(base), "--disable-auto-launch"]
+    return subprocess.Popen(cmd, cwd=str(comfyui), stdout=log, stderr=subprocess.STDOUT)
+
+
+async def wait_http(session: aiohttp.ClientSession, url: str, timeout: float, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+# -------------------------------------------------------------------------------------------------------------
+# DevTools protocol
+# -------------------------------------------------------------------------------------------------------------
+class CDP:
+    def __init__(self, ws):
+        self.ws, self.next_id, self.pending, self.events = ws, 0, {}, []
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self):
+        async for msg in self.ws:
+            data = json.loads(msg.data)
+            if "id" in data and data["id"] in self.pending:
+                self.pending.pop(data["id"]).set_result(data)
+            elif "method" in data:
+                self.events.append(data)
+
+    async def send(self, method: str, params: dict | None = None, timeout: float = 60):
+        self.next_id += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = fut
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params or {}})
+        data = await asyncio.wait_for(fut, timeout)
+        if "error" in data:
+            raise RuntimeError(f"{method}: {data['error']}")
+        return data.get("result", {})
+
+    async def evaluate(self, expression: str, timeout: float = 60):
+        r = await self.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
+                                                 "returnByValue": True}, timeout)
+        if "exceptionDetails" in r:
+            d = r["exceptionDetails"]
+            raise RuntimeError(f"page JS failed: {d.get('exception', {}).get('description') or d.get('text')}")
+        return r["result"].get("value")
+
+    def take_errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and error log entries since the last call."""
+        out = []
+        for e in self.events:
+            m, p = e["method"], e.get("params", {})
+            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))
+                                                        for a in p.get("args", [])))
+            elif m == "Runtime.exceptionThrown":
+                d = p.get("exceptionDetails", {})
+                out.append("exception: " + str(d.get("exception", {}).get("description") or d.get("text")))
+            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                entry = p["entry"]
+                out.append(f"log: {entry.get('text')} {entry.get('url', '')}".strip())
+        self.events.clear()
+        return out
+
+
+CHECK_JS = r"""
+(async (wf, name) => {
+  const errors = [];
+  await app.loadGraphData(structuredClone(wf), true, true, name);
+  await new Promise(r => setTimeout(r, 800));
+  const g = app.graph;
+  const nodes = g._nodes ?? g.nodes;
+  const reg = LiteGraph.registered_node_types;
+  for (const n of nodes) {
+    if (!(n.type in reg)) errors.push(`node ${n.id}: type ${n.type} is not registered (missing node)`);
+    if (n.has_errors) errors.push(`node ${n.id} (${n.type}): has_errors`);
+  }
+  if (nodes.length !== wf.nodes.length) errors.push(`${nodes.length} nodes loaded, ${wf.nodes.length} in the file`);
+  const links = g.links instanceof Map ? [...g.links.values()] : Object.values(g.links ?? {});
+  if (links.length !== wf.links.length) errors.push(`${links.length} links loaded, ${wf.links.length} in the file`);
+  for (const l of links) {
+    const o = g.getNodeById(l.origin_id), t = g.getNodeById(l.target_id);
+    if (!o || !t) { errors.push(`link ${l.id}: dangling`); continue; }
+    const out = o.outputs?.[l.origin_slot], inp = t.inputs?.[l.target_slot];
+    if (!out || !inp) { errors.push(`link ${l.id}: slot missing`); continue; }
+    if (inp.link !== l.id) errors.push(`link ${l.id}: not attached to input ${inp.name} of node ${t.id}`);
+    if (!LiteGraph.isValidConnection(out.type, inp.type))
+      errors.push(`link ${l.id}: ${o.type}.${out.name} (${out.type}) -> ${t.type}.${inp.name} (${inp.type}) is not a valid connection`);
+  }
+  for (const src of wf.nodes) {
+    const n = g.getNodeById(src.id);
+    if (!n) continue;
+    const ser = n.serialize().widgets_values ?? [];
+    if (JSON.stringify(ser) !== JSON.stringify(src.widgets_values ?? []))
+      errors.push(`node ${src.id} (${src.type}): widgets serialise as ${JSON.stringify(ser)}, the file has ${JSON.stringify(src.widgets_values)}`);
+    for (const w of n.widgets ?? []) {
+      if (w.type !== 'combo') continue;
+      let values = w.options?.values;
+      if (typeof values === 'function') values = values(w, n);
+      if (Array.isArray(values) && !values.includes(w.value))
+        errors.push(`node ${src.id} (${src.type}): combo ${w.name} value ${JSON.stringify(w.value)} is not an option`);
+    }
+  }
+  const dialogs = [...document.querySelectorAll('.p-dialog, [role=dialog]')]
+    .filter(d => d.offsetParent !== null).map(d => d.innerText.trim().slice(0, 300));
+  for (const d of dialogs) errors.push(`dialog: ${d}`);
+  return {errors, nodes: nodes.length, links: links.length};
+})
+"""
+
+FIT_JS = r"""
+(() => {
+  const g = app.graph, c = app.canvas;
+  const nodes = g._nodes ?? g.nodes;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const n of nodes) {
+    const title = LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
+    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+  }
+  const rect = c.canvas.getBoundingClientRect();
+  const left = 70, top = 60, margin = 30;       // keep clear of the side bar and the top menu
+  const w = rect.width - left - margin, h = rect.height - top - margin;
+  const scale = Math.min(w / (x1 - x0), h / (y1 - y0), 1.0);
+  try { c.min_font_size_for_lod = 0; } catch (e) {}  // draw widgets and titles at any zoom (no LOD)
+  c.ds.scale = scale;
+  c.ds.offset[0] = (left + (w - (x1 - x0) * scale) / 2) / scale - x0;
+  c.ds.offset[1] = (top + (h - (y1 - y0) * scale) / 2) / scale - y0;
+  c.setDirty(true, true);
+  c.draw(true, true);
+  return scale;
+})()
+"""
+
+
+async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool = False, log=print,
+              extra_files: list[Path] = ()) -> dict:
+    """Checks (and screenshots) the shipped workflows, then `extra_files` (other workflow files, e.g. broken
+    copies a test expects errors from; keyed by file stem in the report)."""
+    chromium = find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium not found (apt-get install chromium, or set CHROMIUM_PATH)")
+    files = workflow_files(names) + [Path(f) for f in extra_files]
+    base = Path(tempfile.mkdtemp(prefix="atomo_frontend_"))
+    prepare_base(base, comfyui, files)
+    port = free_port()
+    server = start_server(comfyui, base, port, base / "server.log")
+    browser = None
+    report = {"workflows": {}, "boot_errors": [], "templates": None, "server_log": str(base / "server.log")}
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}"
+            await wait_http(http, f"{url}/object_info/AtomoVideoLoader", 180, server)
+            async with http.get(f"{url}/workflow_templates") as r:
+                report["templates"] = await r.json()
+            profile = base / "chromium-profile"
+            browser = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                        "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+                                        f"--window-size={VIEW_W},{VIEW_H}", "about:blank"],
+                                       stdout=subprocess.DEVNULL, stderr=open(base / "chromium.log", "w"))
+            port_file = profile / "DevToolsActivePort"
+            deadline = time.monotonic() + 60
+            while not port_file.is_file() or not port_file.read_text().strip():
+                if browser.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"chromium did not start (see {base / 'chromium.log'})")
+                await asyncio.sleep(0.2)
+            dport = int(port_file.read_text().split()[0])
+            async with http.get(f"http://127.0.0.1:{dport}/json/list") as r:
+                page = next(t for t in await r.json() if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                cdp = CDP(ws)
+                for domain in ("Runtime", "Log", "Page"):
+                    await cdp.send(f"{domain}.enable")
+                await cdp.send("Emulation.setDeviceMetricsOverride", {"width": VIEW_W, "height": VIEW_H,
+                                                                      "deviceScaleFactor": 1, "mobile": False})
+                await cdp.send("Page.navigate", {"url": url + "/"})
+                ready = ("!!(window.app && window.app.graph && window.app.canvas && window.LiteGraph && "
+                         "LiteGraph.registered_node_types && LiteGraph.registered_node_types['AtomoVideoLoader'])")
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        if await cdp.evaluate(ready):
+                            break
+                    except RuntimeError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the ComfyUI frontend did not become ready within 120 s")
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(2.0)
+                report["boot_errors"] = cdp.take_errors()
+                for f in files:
+                    wf = json.loads(f.read_text(encoding="utf-8"))
+                    result = await cdp.evaluate(f"{CHECK_JS}({json.dumps(wf)}, {json.dumps(f.name)})")
+                    result["errors"] += cdp.take_errors()
+                    await cdp.evaluate(FIT_JS)
+                    await asyncio.sleep(1.0)  # previews load and may resize nodes: fit again
+                    scale = await cdp.evaluate(FIT_JS)
+                    await asyncio.sleep(0.5)
+                    shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                    result["scale"] = scale
+                    if out_dir is not None:
+                        out_dir.mkdir(parents=True, exist_ok=True)
+                        path = out_dir / f"{f.stem}.png"
+                        save_png(base64.b64decode(shot["data"]), path, f)
+                        result["screenshot"] = str(path)
+                    report["workflows"][f.stem] = result
+                    log(f"{f.stem}: {result['nodes']} nodes, {result['links']} links, "
+                        f"{len(result['errors'])} errors" + "".join(f"\n  - {e}" for e in result["errors"]))
+                cdp.reader.cancel()
+    finally:
+        if browser is not None:
+            browser.terminate()
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        if not keep_base:
+            shutil.copy(base / "server.log", Path(tempfile.gettempdir()) / "atomo_frontend_server.log")
+            report["server_log"] = str(Path(tempfile.gettempdir()) / "atomo_frontend_server.log")
+            shutil.rmtree(base, ignore_errors=True)
+    return report
+
+
+def save_png(data: bytes, path: Path, workflow_file: Path) -> None:
+    """A small palette PNG with the workflow and its file's SHA-256 embedded."""
+    from PIL import Image, PngImagePlugin
+
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    im = im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("workflow", json.dumps(json.loads(workflow_file.read_text(encoding="utf-8")),
+                                         separators=(",", ":")), zip=True)
+    info.add_text(SHA_KEY, sha256(workflow_file))
+    im.save(path, pnginfo=info, optimize=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout (COMFYUI_PATH)")
+    ap.add_argument("--out", default=None, help="folder for the screenshots (e.g. docs/workflows)")
+    ap.add_argument("--report", default=None, help="write the findings as JSON here")
+    ap.add_argument("--keep-base", action="store_true", help="keep the server's temporary base directory")
+    ap.add_argument("names", nargs="*", help="workflow names (default: all)")
+    args = ap.parse_args(argv)
+    if not args.comfyui:
+        print("no ComfyUI: pass --comfyui or set COMFYUI_PATH", file=sys.stderr)
+        return 2
+    report = asyncio.run(run(Path(args.comfyui), Path(args.out) if args.out else None, args.names,
+                             args.keep_base))
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    if report["boot_errors"]:
+        print("errors while the frontend started (not counted):\n  - " + "\n  - ".join(report["boot_errors"]))
+    bad = [n for n, r in report["workflows"].items() if r["errors"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
