@@ -40,6 +40,8 @@ SMALL = {
     "EmptyLatentImage": {"width": SIZE, "height": SIZE},
     "AtomoVideoSampler": {"steps": 2},
     "KSampler": {"steps": 1},
+    "AtomoVideoLongVideo": {"width": SIZE, "height": SIZE, "total_frames": 8, "segment_frames": FRAMES,
+                            "context_frames": 2, "steps": 1},
 }
 
 
@@ -228,8 +230,13 @@ def combo_errors(prompt: dict, classes: dict) -> list[str]:
 
 
 def expected_frames(prompt: dict) -> int:
+    """Frames of the video a workflow writes: `total_frames` of a long-video node, else `frames` of the image
+    conditioning."""
+    long = [n for n in prompt.values() if n["class_type"] == "AtomoVideoLongVideo"]
+    if long:
+        return long[0]["inputs"]["total_frames"]
     cond = [n for n in prompt.values() if n["class_type"] == "AtomoVideoImageConditioning"]
-    assert cond, "a video workflow has an AtomoVideoImageConditioning node"
+    assert cond, "a video workflow has an AtomoVideoImageConditioning or AtomoVideoLongVideo node"
     return cond[0]["inputs"]["frames"]
 
 
