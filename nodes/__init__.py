@@ -3,6 +3,7 @@
 Every module here may import ComfyUI; `atomo_core` never does.
 """
 from .clip_vision_node import AtomoVideoCLIPVisionInject
+from .continuation_node import AtomoVideoContinue, AtomoVideoJoinSegments, AtomoVideoLongVideo
 from .image_conditioning_node import AtomoVideoImageConditioning
 from .loader_node import AtomoVideoLoader
 from .metrics_node import AtomoVideoMetrics
@@ -15,4 +16,7 @@ NODE_LIST = [
     AtomoVideoMetrics,
     AtomoVideoSampler,
     AtomoVideoModelSampling,
+    AtomoVideoContinue,
+    AtomoVideoJoinSegments,
+    AtomoVideoLongVideo,
 ]
