@@ -463,7 +463,7 @@ def run_long_video(model, positive, negative, vae, width, height, total_frames, 
             pos, neg = positive, negative
             latent = {"samples": torch.zeros(L, 4, h, w, device=device)}
         latent_image = comfy.sample.fix_empty_latent_channels(patched, latent["samples"])
-        run_seed = int(seed) + seg.index
+        run_seed = (int(seed) + seg.index) % 2**64  # seeds are 64-bit in ComfyUI
         noise = comfy.sample.prepare_noise(latent_image, run_seed, None)
         offset = seg.index * steps_per_run
 

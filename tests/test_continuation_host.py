@@ -236,6 +236,22 @@ def test_interrupt_during_segment_two_stops_the_run_and_leaves_the_model_unpatch
     del segments
 
 
+def test_interrupt_between_segments_stops_before_the_next_one(comfy, setup):
+    import comfy.model_management as mm
+
+    hook, done = ProgressHook(), []
+
+    def after_segment(info):
+        if "decoded_kept" in info:
+            done.append(info["segment"].index)
+            mm.interrupt_current_processing()  # as if the user cancelled right after segment 1 finished
+
+    with pytest.raises(mm.InterruptProcessingException):
+        run(comfy, setup, on_segment=after_segment, hook=hook)
+    assert done == [0] and max(v for v, _ in hook.updates) == STEPS  # segment 2 never sampled a step
+    assert not mm.processing_interrupted()
+
+
 def test_continue_node_with_images_encodes_the_last_frames_and_corrects_their_drift(comfy, setup):
     dc = comfy.pack_module("atomo_core.drift_control")
     model, pos, neg, vae = setup["model"], setup["pos"], setup["neg"], setup["vae"]
