@@ -160,11 +160,15 @@ def text_encoders(g: Graph, clip_src, x=0, y=330):
     return pos, neg
 
 
-def video_tail(g: Graph, sampler: int, vae_src, prefix: str, x: int, y: int = 0, fps: float = 8.0):
-    """VAE decode -> SaveAnimatedWEBP, and CreateVideo -> SaveVideo (mp4)."""
-    dec = g.add("VAEDecode", (x, y), width=220)
-    g.link(sampler, 0, dec, "samples")
-    g.link(*vae_src, dec, "vae")
+def video_tail(g: Graph, sampler: int, vae_src, prefix: str, x: int, y: int = 0, fps: float = 8.0,
+               images_src=None):
+    """VAE decode -> SaveAnimatedWEBP, and CreateVideo -> SaveVideo (mp4); or from `images_src` (node, slot)."""
+    if images_src is None:
+        dec = g.add("VAEDecode", (x, y), width=220)
+        g.link(sampler, 0, dec, "samples")
+        g.link(*vae_src, dec, "vae")
+    else:
+        dec = images_src[0]
     webp = g.add("SaveAnimatedWEBP", (x + 260, y), {"filename_prefix": f"AtomoVideo/{prefix}", "fps": fps,
                                                   "lossless": False, "quality": 90, "method": "default"},
                  width=360)
@@ -361,9 +365,51 @@ def build_lora_controlnet(classes: dict) -> dict:
     return g.workflow()
 
 
+def build_long_video(classes: dict) -> dict:
+    g = Graph(classes)
+    ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": CHECKPOINT}, width=400)
+    pos, neg = text_encoders(g, (ckpt, 1), 0, 200)
+    img = g.add("LoadImage", (0, 660), {"image": INPUT_IMAGE}, title="Start image (frame 0)", width=400,
+                height=IMAGE_NODE_HEIGHT)
+    loader = g.add("AtomoVideoLoader", (460, 0), {"weights": ATOMO_WEIGHTS}, width=380)
+    g.link(ckpt, 0, loader, "model")
+    cvl = g.add("CLIPVisionLoader", (460, 240), {"clip_name": CLIP_VISION}, width=380)
+    inj = g.add("AtomoVideoCLIPVisionInject", (460, 360), {"projection": "from AtomoVideo weights"}, width=380)
+    g.link(loader, 0, inj, "model")
+    g.link(cvl, 0, inj, "clip_vision")
+    g.link(img, 0, inj, "image")
+    long = g.add("AtomoVideoLongVideo", (900, 0), {
+        "width": 512, "height": 512, "total_frames": 48, "segment_frames": 16, "context_frames": 4, "seed": 0,
+        "steps": 25, "cfg": 7.5, "cfg_rescale": 0.7, "sampler_name": "ddim", "scheduler": "trailing",
+        "pin_context": True, "drift_strength": 1.0}, width=380)
+    g.link(inj, 0, long, "model")
+    g.link(pos, 0, long, "positive")
+    g.link(neg, 0, long, "negative")
+    g.link(ckpt, 2, long, "vae")
+    g.link(img, 0, long, "image")
+    g.link(img, 0, long, "reference")
+    video_tail(g, None, None, "long_video", 1340, images_src=(long, 0))
+    g.add("Note", (1340, 420), {"text": note([
+        "AtomoVideo long video by frame continuation: 48 frames in segments of 16; each segment after the first "
+        "is given the previous segment's last 4 frames (image latent + mask) and continues them. Drift control "
+        "keeps colour and brightness on the start image (reference). One run, one progress bar over all segments.",
+        "",
+        MODELS_HEADER,
+        f"- models/checkpoints/{CHECKPOINT} (or any SD1.5 checkpoint)",
+        f"- models/atomovideo/{ATOMO_WEIGHTS} (an AtomoVideo temporal-layer file; no public release)",
+        f"- models/clip_vision/{CLIP_VISION}",
+        f"- input/{INPUT_IMAGE} (or upload your own image)",
+        "",
+        "segment_frames must not exceed the frames the weights support (usually 16). To continue an existing "
+        "video, connect it to 'given_video' (e.g. Load Video -> Get Video Components).",
+    ])}, title="Read me: models", width=560)
+    return g.workflow()
+
+
 BUILDERS = {
     "image_to_video": build_image_to_video,
     "text_to_video": build_text_to_video,
+    "long_video": build_long_video,
     "public_weights": build_public_weights,
     "lora_controlnet": build_lora_controlnet,
 }

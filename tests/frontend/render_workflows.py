@@ -54,7 +54,7 @@ FILE_WIDGETS = {"CheckpointLoaderSimple": "models/checkpoints", "CLIPVisionLoade
                 "LoraLoader": "models/loras", "ControlNetLoader": "models/controlnet"}
 PACK_FILE_WIDGETS = {"AtomoVideoLoader": ("models/atomovideo", "models/animatediff_models"),
                      "AtomoVideoCLIPVisionInject": ("models/ipadapter",)}
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Graph.CanvasInfo": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0, "Comfy.Minimap.Visible": False, "Comfy.Validation.Workflows": True,
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.WorkflowTabsPosition": "Sidebar", "Comfy.Graph.CanvasInfo": False, "LiteGraph.Canvas.MinFontSizeForLOD": 0, "Comfy.Minimap.Visible": False, "Comfy.Validation.Workflows": True,
             "Comfy.Workflow.ShowMissingNodesWarning": True, "Comfy.Workflow.ShowMissingModelsWarning": True}
 
 
