@@ -8,9 +8,8 @@ them: every committed picture in docs/workflows/ carries the SHA-256 of the work
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -82,9 +81,7 @@ def test_workflows_load_in_the_real_frontend(tmp_path):
     comfyui = _comfyui()
     if comfyui is None:
         pytest.skip("no ComfyUI found: set COMFYUI_PATH to run the frontend test")
-    try:
-        import comfyui_frontend_package  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("comfyui_frontend_package") is None:
         pytest.skip("comfyui-frontend-package is not installed (pip install -r ComfyUI/requirements.txt)")
     broken = _broken_copies(tmp_path / "broken")
     report = asyncio.run(rw.run(comfyui, tmp_path / "shots", log=lambda *_: None, extra_files=list(broken)))
