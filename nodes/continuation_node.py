@@ -33,7 +33,7 @@ from ..atomo_core import noise_schedules as ns
 from ..atomo_core.errors import AtomoVideoError, input_error
 from . import sampling_glue as glue
 from .image_conditioning_node import encode_in_chunks, with_model_conds
-from .sampler_node import (DEFAULT_SAMPLER, MAX_STEPS, SAMPLERS, SCHEDULERS, TRAILING, check_zero_snr_choice)
+from .sampler_node import DEFAULT_SAMPLER, MAX_STEPS, SAMPLERS, SCHEDULERS, TRAILING, validated_sigmas
 from .unet_inflation import IMAGE_COND, MASK_COND, inflation_of
 
 CONTINUE = "AtomoVideoContinue"
@@ -110,23 +110,7 @@ def decode_in_chunks(vae, latents: torch.Tensor, chunk: int) -> torch.Tensor:
 
 def sampling_sigmas(node: str, model, steps: int, sampler_name: str, scheduler: str) -> torch.Tensor:
     """The sigmas of a full (denoise 1) run, with the same refusals as AtomoVideo Sampler."""
-    if sampler_name not in SAMPLERS:
-        raise input_error(node, "sampler_name", f"unknown sampler '{sampler_name}'; use one of {SAMPLERS}.")
-    if scheduler not in SCHEDULERS:
-        raise input_error(node, "scheduler", f"unknown scheduler '{scheduler}'; use one of {SCHEDULERS}.")
-    if not 1 <= steps <= MAX_STEPS:
-        raise input_error(node, "steps", f"must be between 1 and {MAX_STEPS}, got {steps}.")
-    if glue.is_zero_snr(model):
-        if not glue.is_v_prediction(model):
-            raise input_error(node, "model", "the model has a zero-terminal-SNR schedule but predicts eps, which "
-                              "is undefined at the last step. Use v-prediction (AtomoVideo Model Sampling) or a "
-                              "schedule without zero SNR for eps weights.")
-        check_zero_snr_choice(node, sampler_name, scheduler)
-    model_sampling = model.get_model_object("model_sampling")
-    try:
-        return glue.sampling_sigmas(model_sampling, sampler_name, scheduler, steps, 1.0)
-    except ValueError as e:
-        raise input_error(node, "steps", f"{e}: lower steps") from e
+    return validated_sigmas(node, model, sampler_name, scheduler, steps, 1.0)
 
 
 def release_patched(model) -> None:

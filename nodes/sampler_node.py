@@ -52,6 +52,29 @@ def check_zero_snr_choice(node: str, sampler_name: str, scheduler: str) -> None:
                           f"'{DEFAULT_SAMPLER}' is the default.")
 
 
+def validated_sigmas(node: str, model, sampler_name: str, scheduler: str, steps: int, denoise: float):
+    """The sampling sigmas, after refusing choices that cannot work (shared by every node that samples)."""
+    if sampler_name not in SAMPLERS:
+        raise input_error(node, "sampler_name", f"unknown sampler '{sampler_name}'; use one of {SAMPLERS}.")
+    if scheduler not in SCHEDULERS:
+        raise input_error(node, "scheduler", f"unknown scheduler '{scheduler}'; use one of {SCHEDULERS}.")
+    if not 1 <= steps <= MAX_STEPS:
+        raise input_error(node, "steps", f"must be between 1 and {MAX_STEPS}, got {steps}.")
+    if glue.is_zero_snr(model):
+        if not glue.is_v_prediction(model):
+            raise input_error(node, "model", "the model has a zero-terminal-SNR schedule but predicts eps, "
+                              "which is undefined at the last step (alpha_bar_T = 0). Use v-prediction "
+                              "(AtomoVideo Model Sampling) or a schedule without zero SNR for eps weights.")
+        check_zero_snr_choice(node, sampler_name, scheduler)
+    model_sampling = model.get_model_object("model_sampling")
+    try:
+        return glue.sampling_sigmas(model_sampling, sampler_name, scheduler, steps, denoise)
+    except ValueError as e:  # trailing spacing cannot have more steps than training timesteps
+        raise input_error(node, "steps", f"{e}: steps / denoise must not exceed the "
+                          f"{len(model_sampling.sigmas)} training timesteps with '{TRAILING}'; lower steps "
+                          f"or raise denoise.") from e
+
+
 class AtomoVideoSampler(io.ComfyNode):
     """KSampler with the defaults zero-SNR v-prediction needs: trailing timesteps, DDIM, CFG rescale."""
 
@@ -102,26 +125,7 @@ class AtomoVideoSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent, seed, steps, cfg, cfg_rescale, sampler_name, scheduler,
                 denoise) -> io.NodeOutput:
-        node = "AtomoVideoSampler"
-        if sampler_name not in SAMPLERS:
-            raise input_error(node, "sampler_name", f"unknown sampler '{sampler_name}'; use one of {SAMPLERS}.")
-        if scheduler not in SCHEDULERS:
-            raise input_error(node, "scheduler", f"unknown scheduler '{scheduler}'; use one of {SCHEDULERS}.")
-        if not 1 <= steps <= MAX_STEPS:
-            raise input_error(node, "steps", f"must be between 1 and {MAX_STEPS}, got {steps}.")
-        if glue.is_zero_snr(model):
-            if not glue.is_v_prediction(model):
-                raise input_error(node, "model", "the model has a zero-terminal-SNR schedule but predicts eps, "
-                                  "which is undefined at the last step (alpha_bar_T = 0). Use v-prediction "
-                                  "(AtomoVideo Model Sampling) or a schedule without zero SNR for eps weights.")
-            check_zero_snr_choice(node, sampler_name, scheduler)
-        model_sampling = model.get_model_object("model_sampling")
-        try:
-            sigmas = glue.sampling_sigmas(model_sampling, sampler_name, scheduler, steps, denoise)
-        except ValueError as e:  # trailing spacing cannot have more steps than training timesteps
-            raise input_error(node, "steps", f"{e}: steps / denoise must not exceed the "
-                              f"{len(model_sampling.sigmas)} training timesteps with '{TRAILING}'; lower steps "
-                              f"or raise denoise.") from e
+        sigmas = validated_sigmas("AtomoVideoSampler", model, sampler_name, scheduler, steps, denoise)
         model = glue.set_cfg_rescale(model, cfg_rescale)
         out = latent.copy()
         latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
