@@ -69,11 +69,13 @@ def measure(config: str, size: int, frames: int, repeats: int) -> dict:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
+    # The UNet's parameters plus the temporal layers', each counted once (while the clone is applied, the
+    # live UNet already holds them).
     unet = model.model.diffusion_model
     patched = [m for k, m in model.object_patches.items() if k.startswith("diffusion_model.")]
-    extra_params = sum(p.numel() * p.element_size() for blk in patched for name, c in blk._modules.items()
-                       if name.startswith("t") for p in c.parameters())
-    params = sum(p.numel() * p.element_size() for p in unet.parameters()) + extra_params
+    unique = {id(p): p for p in unet.parameters()}
+    unique.update({id(p): p for blk in patched for p in blk.parameters()})
+    params = sum(p.numel() * p.element_size() for p in unique.values())
     if cuda:
         peak = torch.cuda.max_memory_allocated()
     else:
