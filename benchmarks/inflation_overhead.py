@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -24,14 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_host import rss_bytes
+
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent / "tests"))
-sys.path.append(str(HERE.parent))
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def measure(config: str, size: int, frames: int, repeats: int) -> dict:

@@ -16,21 +16,15 @@ segment N's peak is within 10% of segment 1's.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from bench_host import rss_bytes
+
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent / "tests"))
-sys.path.append(str(HERE.parent))
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class RssPeak:

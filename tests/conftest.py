@@ -64,6 +64,13 @@ def atomo_weights(comfy, tiny_models):
     return fixture_models.write_atomovideo_fixtures(comfy, model)
 
 
+@pytest.fixture(scope="session")
+def base(comfy, tiny_models):
+    """(model, positive, negative) of the tiny checkpoint; nodes clone the model, so tests can share it."""
+    model, clip, _ = comfy.load_checkpoint(tiny_models["checkpoint"])
+    return model, comfy.encode(clip, "a cat walking"), comfy.encode(clip, "")
+
+
 @pytest.fixture
 def taesd_paths():
     enc, dec = SHARED_MODELS / "taesd_encoder.safetensors", SHARED_MODELS / "taesd_decoder.safetensors"

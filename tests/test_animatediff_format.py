@@ -15,7 +15,7 @@ from atomo_core import animatediff_format as adf
 from atomo_core.conditioning_layout import build_concat, image_on_every_frame
 from atomo_core.errors import WeightFormatError
 from atomo_core.pia_presets import PRESETS, affinity_mask, affinity_values
-from atomo_core.temporal_layers import TemporalAttention, sinusoidal_encoding
+from atomo_core.temporal_layers import sinusoidal_encoding
 from atomo_core.unet_sites import ATTENTION, Site
 from atomo_core.weight_files import load_temporal_weights
 from atomo_core.weight_format import AtomoVideoMetadata, new_layer

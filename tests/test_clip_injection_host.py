@@ -34,12 +34,6 @@ def clip_vision(comfy, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base(comfy, tiny_models):
-    model, clip, vae = comfy.load_checkpoint(tiny_models["checkpoint"])
-    return model, comfy.encode(clip, "a cat walking"), comfy.encode(clip, "")
-
-
-@pytest.fixture(scope="module")
 def site_widths(comfy, base):
     glue = comfy.pack_module("nodes.clip_vision_node")
     return [s["inner"] for s in glue.cross_attention_sites(base[0].get_model_object("diffusion_model"))]

@@ -12,13 +12,6 @@ from safetensors.torch import load_file, save_file
 FRAMES = 16
 
 
-@pytest.fixture(scope="module")
-def base(comfy, tiny_models, atomo_weights):
-    model, clip, vae = comfy.load_checkpoint(tiny_models["checkpoint"])
-    pos, neg = comfy.encode(clip, "a cat walking"), comfy.encode(clip, "")
-    return model, pos, neg
-
-
 def latent(frames=FRAMES, seed=0, size=8):
     g = torch.Generator().manual_seed(seed)
     return {"samples": torch.randn(frames, 4, size, size, generator=g)}

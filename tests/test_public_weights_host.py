@@ -26,12 +26,6 @@ def save(comfy, name: str, sd: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def base(comfy, tiny_models):
-    model, clip, vae = comfy.load_checkpoint(tiny_models["checkpoint"])
-    return model, comfy.encode(clip, "a cat walking"), comfy.encode(clip, "")
-
-
-@pytest.fixture(scope="module")
 def files(comfy):
     no_mid = [m for m in TINY_MODULES if not m[0].startswith("mid")]
     out = {
