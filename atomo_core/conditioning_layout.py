@@ -20,19 +20,24 @@ def parse_layout(layout) -> list[tuple[str, int]]:
     return out
 
 
+def nearest_given(given: list[bool], frames: int) -> list[int | None]:
+    """For each frame of a batch of `frames`-frame videos, the index of the nearest given frame of the same video
+    (the earlier one on ties), or None when that video has no given frame."""
+    out: list[int | None] = []
+    for start in range(0, len(given), frames):
+        stop = min(start + frames, len(given))
+        idx = [i for i in range(start, stop) if given[i]]
+        out += [min(idx, key=lambda i: (abs(i - f), i)) if idx else None for f in range(start, stop)]
+    return out
+
+
 def image_on_every_frame(image: torch.Tensor, frames: int) -> torch.Tensor:
     """Each frame gets the image latent of the nearest given frame (a frame whose latent is not all zero), per
     video of `frames` frames; the earlier one on ties. With one given frame this repeats it on every frame, as PIA
     does (`prepare_masked_latent_cond`). Videos with no given frame stay zero."""
-    out = image.clone()
-    for start in range(0, image.shape[0], frames):
-        chunk = image[start:start + frames]
-        given = [i for i in range(chunk.shape[0]) if bool(chunk[i].abs().amax() > 0)]
-        if not given:
-            continue
-        for f in range(chunk.shape[0]):
-            out[start + f] = chunk[min(given, key=lambda i: (abs(i - f), i))]
-    return out
+    given = (image.flatten(1).abs().amax(1) > 0).tolist()  # one device sync, not one per frame
+    source = [f if s is None else s for f, s in enumerate(nearest_given(given, frames))]
+    return image[source]
 
 
 def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None,

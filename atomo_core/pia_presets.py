@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .conditioning_layout import nearest_given
+
 # preset name -> values by distance from the conditioning frame (PIA's RANGE_LIST index in the comment)
 PRESETS = {
     "animation (small motion)": [1.0, 0.9, 0.85, 0.85, 0.85, 0.8],                                     # 0
@@ -38,9 +40,14 @@ def affinity_values(preset: str, frames: int, cond_frame: int = 0) -> list[float
         raise ValueError(f"frames must be at least 1, got {frames}")
     if not 0 <= cond_frame < frames:
         raise ValueError(f"conditioning frame {cond_frame} is outside 0..{frames - 1}")
-    coef = list(PRESETS[preset])
-    coef = coef + [coef[-1]] * (frames - len(coef))
+    coef = _coefficients(preset, frames)
     return [coef[abs(f - cond_frame)] for f in range(frames)]
+
+
+def _coefficients(preset: str, frames: int) -> list[float]:
+    """The preset's values by distance, padded with its last value to at least `frames` entries."""
+    coef = list(PRESETS[preset])
+    return coef + [coef[-1]] * max(0, frames - len(coef))
 
 
 def affinity_mask(preset: str, frames: int, height: int, width: int, cond_frame: int = 0) -> torch.Tensor:
@@ -55,14 +62,7 @@ def frame_mask_to_affinity(mask: torch.Tensor, frames: int, preset: str) -> torc
     A mask that is not binary already carries affinity values and is returned unchanged."""
     if not bool(((mask == 0) | (mask == 1)).all()):
         return mask
-    out = torch.zeros_like(mask)
-    for start in range(0, mask.shape[0], frames):
-        chunk = mask[start:start + frames]
-        given = [i for i in range(chunk.shape[0]) if bool((chunk[i] == 1).all())]
-        if not given:
-            continue
-        coef = list(PRESETS[preset])
-        coef = coef + [coef[-1]] * max(0, chunk.shape[0] - len(coef))
-        for f in range(chunk.shape[0]):
-            out[start + f] = coef[min(abs(f - g) for g in given)]
-    return out
+    given = (mask.flatten(1) == 1).all(1).tolist()
+    coef = _coefficients(preset, frames)
+    values = [0.0 if g is None else coef[abs(f - g)] for f, g in enumerate(nearest_given(given, frames))]
+    return torch.tensor(values, dtype=mask.dtype, device=mask.device).view(-1, 1, 1, 1).expand_as(mask).clone()
