@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_LAYOUT = ("noise:4", "mask:1", "image:4")
-
-
 def parse_layout(layout) -> list[tuple[str, int]]:
     out = []
     for part in layout:

@@ -23,7 +23,10 @@ def score_file(video_path, image_path, *, fit_image=False, max_frames=None) -> d
     image = read_image(image_path)
     if fit_image:
         image = R.fit_image(image, video.shape[1], video.shape[2])
-    v, im = R.check_inputs(video, image, PROG, video_input="VIDEO", image_input="--image")
+    try:
+        v, im = R.check_inputs(video, image, video_input="VIDEO", image_input="--image")
+    except AtomoVideoError as e:
+        raise e.at(PROG) from None
     rep = R.evaluate(v, im)
     rep["source"] = {"video": str(video_path), "image": str(image_path), "image_fitted": bool(fit_image)}
     return rep
