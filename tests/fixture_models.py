@@ -126,7 +126,7 @@ def write_atomovideo_fixtures(comfy, model) -> dict:
     from atomo_core.unet_sites import atomovideo_sites
     from atomo_core.weight_format import fresh_weights, save_atomovideo
 
-    glue = comfy.pack_module("nodes.unet_inflation")
+    glue = comfy.pack_module("atomo_host.inflation")
     sites = atomovideo_sites(glue.host_layout(model.get_model_object("diffusion_model")))
     folder = comfy.models_dir / "atomovideo"
     save_atomovideo(folder / ATOMO_FRESH, fresh_weights(sites, prediction="eps", zero_terminal_snr=False))

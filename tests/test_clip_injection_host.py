@@ -35,8 +35,8 @@ def clip_vision(comfy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site_widths(comfy, base):
-    glue = comfy.pack_module("nodes.clip_vision_node")
-    return [s["inner"] for s in glue.cross_attention_sites(base[0].get_model_object("diffusion_model"))]
+    glue = comfy.pack_module("atomo_host.decoupled_attention")
+    return [s.inner for s in glue.cross_attention_sites(base[0].get_model_object("diffusion_model"))]
 
 
 def _scaled(sd, factor=20.0):
@@ -161,7 +161,7 @@ def test_cond_and_uncond_tokens_are_chosen_per_chunk_in_any_order(comfy, base, c
 
 
 def test_blank_image_tokens_for_plus(comfy, base, clip_vision, ip_files):
-    glue = comfy.pack_module("nodes.clip_vision_node")
+    glue = comfy.pack_module("atomo_host.image_tokens")
     ipj = comfy.pack_module("atomo_core.image_projection")
     weights = ipj.load_ipadapter_file(comfy.models_dir / "ipadapter" / ip_files["plus"])
     blank = glue.blank_image(clip_vision)
@@ -198,7 +198,7 @@ def test_projection_from_atomovideo_weights(comfy, base, clip_vision, site_width
     from atomo_core.weight_format import fresh_weights, save_atomovideo
 
     model, pos, neg = base
-    glue = comfy.pack_module("nodes.unet_inflation")
+    glue = comfy.pack_module("atomo_host.inflation")
     sites = atomovideo_sites(glue.host_layout(model.get_model_object("diffusion_model")))
     w = fresh_weights(sites, prediction="eps", zero_terminal_snr=False, image_tokens=4)
     sd = _scaled(base_state_dict(site_widths, clip_dim=32))

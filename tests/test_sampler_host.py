@@ -70,7 +70,7 @@ def zsnr_model(comfy, base):
 
 @pytest.fixture(scope="module")
 def sn(comfy):
-    return comfy.pack_module("nodes.sampler_node")
+    return comfy.pack_module("atomo_host.sigmas")
 
 
 def run_sampler(comfy, base, model, *, sampler="ddim", scheduler="trailing", steps=25, seed=1, cfg=1.0,
@@ -111,14 +111,14 @@ def test_model_sampling_node_sets_reference_schedule(base, zsnr_model):
 
 @pytest.mark.parametrize("steps", [1, 3, 7, 25, 50, 200])
 def test_trailing_scheduler_is_diffusers_trailing(comfy, zsnr_model, steps):
-    glue = comfy.pack_module("nodes.sampling_glue")
+    glue = comfy.pack_module("atomo_host.sigmas")
     ms = zsnr_model.get_model_object("model_sampling")
-    sig = glue.sampling_sigmas(ms, "ddim", "trailing", steps, 1.0)
+    sig = glue.schedule_sigmas(ms, "ddim", "trailing", steps, 1.0)
     ref = reference_scheduler()
     ref.set_timesteps(steps)
     assert torch.equal(sig[:-1], ms.sigmas[ref.timesteps.long()].float()) and sig[-1].item() == 0.0
     if 1000 % steps == 0:  # ComfyUI's "simple" is the same spacing when steps divides 1000
-        assert torch.allclose(sig, glue.sampling_sigmas(ms, "ddim", "simple", steps, 1.0))
+        assert torch.allclose(sig, glue.schedule_sigmas(ms, "ddim", "simple", steps, 1.0))
 
 
 def test_default_sampler_is_ddim_step_for_step(comfy, base, zsnr_model):
@@ -234,7 +234,7 @@ def test_real_unet_default_pair_finite(comfy, base, zsnr_model):
 # -- guidance rescale --------------------------------------------------------------------------------------------
 
 def test_post_cfg_rescale_matches_comfy_rescalecfg(comfy):
-    glue = comfy.pack_module("nodes.sampling_glue")
+    glue = comfy.pack_module("atomo_host.zero_snr")
     rescale_node = comfy.node_class("RescaleCFG")()
 
     class _Capture:  # RescaleCFG.patch needs a clone() that records the cfg function
@@ -268,7 +268,7 @@ def test_post_cfg_rescale_matches_comfy_rescalecfg(comfy):
 
 
 def test_rescale_is_set_once_and_replaceable(comfy, base):
-    glue = comfy.pack_module("nodes.sampling_glue")
+    glue = comfy.pack_module("atomo_host.zero_snr")
     m1 = glue.apply_zero_snr_vprediction(base["model"], cfg_rescale=0.7)
     m2 = comfy.call("AtomoVideoModelSampling", model=m1, cfg_rescale=0.5)[0]
     fns = m2.model_options.get("sampler_post_cfg_function", [])
@@ -388,8 +388,8 @@ def test_prompt_through_the_host(comfy, tiny_models):
 
 
 def test_loader_sets_zero_snr_only_for_v_weights(comfy, base, atomo_weights):
-    """The loader's contract with sampling_glue: v + zero-SNR metadata -> zero-SNR v sampling, eps -> untouched."""
-    glue = comfy.pack_module("nodes.sampling_glue")
+    """The loader's contract with zero_snr: v + zero-SNR metadata -> zero-SNR v sampling, eps -> untouched."""
+    glue = comfy.pack_module("atomo_host.zero_snr")
     v_model = comfy.call("AtomoVideoLoader", model=base["model"], weights=atomo_weights["fresh_v"])[0]
     eps_model = comfy.call("AtomoVideoLoader", model=base["model"], weights=atomo_weights["fresh"])[0]
     assert glue.is_zero_snr(v_model) and glue.is_v_prediction(v_model)

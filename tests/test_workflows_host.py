@@ -97,9 +97,9 @@ def fixture_files(comfy, tiny_models, tmp_path_factory):
     models = comfy.models_dir
     model = comfy.load_checkpoint(tiny_models["checkpoint"])[0]
     unet = model.get_model_object("diffusion_model")
-    widths = [s["inner"] for s in comfy.pack_module("nodes.clip_vision_node").cross_attention_sites(unet)]
+    widths = [s.inner for s in comfy.pack_module("atomo_host.decoupled_attention").cross_attention_sites(unet)]
     # AtomoVideo file (v-prediction + zero terminal SNR) with an IP-Adapter-style image projection
-    sites = atomovideo_sites(comfy.pack_module("nodes.unet_inflation").host_layout(unet))
+    sites = atomovideo_sites(comfy.pack_module("atomo_host.inflation").host_layout(unet))
     w = fresh_weights(sites, image_tokens=4)
     ip = base_state_dict(widths, clip_dim=TINY_CLIP["projection_dim"])
     w.image_proj = {k[len("image_proj."):]: v for k, v in ip.items() if k.startswith("image_proj.")}
