@@ -109,7 +109,8 @@ def parse_frame_indices(text: str, frames: int) -> list[int]:
             continue
         m = _TOKEN.match(tok)
         if not m:
-            raise AtomoVideoError(None, f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or '0-3'")
+            raise AtomoVideoError(None, f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or "
+                                        "'0-3'")
         if m.group(1) is not None:
             i = int(m.group(1))
             idx = [i + frames if i < 0 else i]

@@ -27,9 +27,9 @@ def eps_model_sampling(beta_schedule: str):
         raise ValueError(f"beta schedule '{beta_schedule}'; expected one of {list(BETA_SCHEDULES)}")
     config = _ScheduleConfig(COMFY_BETAS[beta_schedule])
     if beta_schedule == LCM:
-        from comfy_extras.nodes_model_advanced import LCM, ModelSamplingDiscreteDistilled
+        from comfy_extras.nodes_model_advanced import LCM as LCMPrediction, ModelSamplingDiscreteDistilled
 
-        class ModelSamplingLCM(ModelSamplingDiscreteDistilled, LCM):
+        class ModelSamplingLCM(ModelSamplingDiscreteDistilled, LCMPrediction):
             pass
 
         return ModelSamplingLCM(config)

@@ -36,12 +36,8 @@ class ConcatSpec:
 
     @classmethod
     def from_metadata(cls, meta: AtomoVideoMetadata, affinity_preset: str | None = None) -> "ConcatSpec":
-        return cls(tuple(parse_layout(meta.channel_layout)), meta.mask_polarity, meta.image_on_all_frames,
+        return cls(parse_layout(meta.channel_layout), meta.mask_polarity, meta.image_on_all_frames,
                    affinity_preset)
-
-    @property
-    def channel_layout(self) -> list[str]:
-        return [f"{name}:{width}" for name, width in self.layout]
 
     def needs_frames(self) -> bool:
         return self.image_on_all_frames or bool(self.affinity_preset)
@@ -67,7 +63,7 @@ def install_concat(patcher, spec: ConcatSpec, latent_format) -> None:
             frames = frames_in_batch(x, transformer_options) if spec.needs_frames() else None
             if spec.affinity_preset and mask is not None:
                 mask = frame_mask_to_affinity(mask, frames, spec.affinity_preset)
-            c_concat = build_concat(spec.channel_layout, x, image, mask, spec.mask_polarity,
+            c_concat = build_concat(spec.layout, x, image, mask, spec.mask_polarity,
                                     spec.image_on_all_frames, frames)
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 

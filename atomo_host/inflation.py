@@ -71,9 +71,9 @@ def original_children(block) -> list:
     return [(n, c) for n, c in block._modules.items() if not isinstance(c, TemporalLayer)]
 
 
-def temporal_layer_handler(layer, x, emb, context, transformer_options, output_shape, time_context,
-                           num_video_frames, image_only_indicator):
-    """The host's `forward_timestep_embed_patch` signature (fixed by ComfyUI)."""
+def temporal_layer_handler(layer, x, emb, context, transformer_options, *_):
+    """Called as `forward_timestep_embed_patch` handlers are: (layer, x, emb, context, transformer_options,
+    output_shape, time_context, num_video_frames, image_only_indicator); the frame count comes from the batch."""
     param = next(layer.parameters())
     if param.device != x.device or param.dtype != x.dtype:
         # Object-patched modules can miss the host's load() (partially_load returns early): follow the input.

@@ -4,6 +4,8 @@ Each raises `AtomoVideoError` naming the input; the node layer adds the node's n
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..atomo_core import image_preparation as prep
@@ -30,6 +32,18 @@ def check_image_size(images: torch.Tensor, field: str) -> None:
     for name, value in (("width", images.shape[2]), ("height", images.shape[1])):
         with in_field(field, "resize the frames first"):
             prep.check_size(int(value), f"the frames' {name}")
+
+
+def split_settings(values: dict, *kinds: type) -> tuple:
+    """One frozen settings object per dataclass in `kinds`, from a node's inputs by field name (each input goes to
+    the first kind that has it; missing optional inputs keep the dataclass defaults)."""
+    rest, out = dict(values), []
+    for kind in kinds:
+        names = {f.name for f in dataclasses.fields(kind)}
+        out.append(kind(**{n: rest.pop(n) for n in list(rest) if n in names}))
+    if rest:
+        raise TypeError(f"inputs that no settings object takes: {sorted(rest)}")
+    return tuple(out)
 
 
 def check_batch(value, field: str, what: str) -> int:

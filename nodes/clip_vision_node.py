@@ -44,7 +44,5 @@ class AtomoVideoCLIPVisionInject(AtomoNode):
         )
 
     @classmethod
-    def execute(cls, model, clip_vision, image, projection, weight=1.0, start_percent=0.0,
-                end_percent=1.0) -> io.NodeOutput:
-        return io.NodeOutput(inject(model, clip_vision, image, Injection(projection, weight, start_percent,
-                                                                         end_percent)))
+    def execute(cls, model, clip_vision, image, **injection) -> io.NodeOutput:
+        return io.NodeOutput(inject(model, clip_vision, image, Injection(**injection)))

@@ -18,7 +18,7 @@ from ..atomo_core import image_preparation as prep
 from ..atomo_core import noise_schedules as ns
 from ..atomo_host.continuation import (DRIFT_TARGETS, TARGET_BOTH, GivenFrames, LongVideo, NextSegment,
                                        next_segment, run_long_video)
-from ..atomo_host.inputs import MAX_SIZE, MAX_TOTAL_FRAMES
+from ..atomo_host.inputs import MAX_SIZE, MAX_TOTAL_FRAMES, split_settings
 from ..atomo_host.sampling import SamplingSettings
 from ..atomo_host.sigmas import DEFAULT_SAMPLER, MAX_STEPS, SAMPLERS, SCHEDULERS, TRAILING
 from .base import AtomoNode
@@ -85,11 +85,10 @@ class AtomoVideoContinue(AtomoNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, context_frames, new_frames, pin_context=True, frames=None,
-                latent=None, drift_strength=0.0, reference=None, encode_batch=8) -> io.NodeOutput:
-        step = NextSegment(context_frames, new_frames, pin_context, drift_strength, encode_batch)
+    def execute(cls, model, positive, negative, vae, frames=None, latent=None, reference=None,
+                **step) -> io.NodeOutput:
         so_far = {"frames": frames, "latent": latent, "reference": reference}
-        return io.NodeOutput(*next_segment(model, (positive, negative), vae, so_far, step))
+        return io.NodeOutput(*next_segment(model, (positive, negative), vae, so_far, NextSegment(**step)))
 
 
 class AtomoVideoJoinSegments(AtomoNode):
@@ -188,12 +187,6 @@ class AtomoVideoLongVideo(AtomoNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, vae, width, height, total_frames, segment_frames, context_frames,
-                seed, steps, cfg, cfg_rescale, sampler_name, scheduler, pin_context=True, drift_strength=1.0,
-                drift_target=TARGET_BOTH, image=None, given_video=None, reference=None, resize_mode=prep.CROP,
-                decode_batch=16) -> io.NodeOutput:
-        video = LongVideo(width, height, total_frames, segment_frames, context_frames, pin_context, drift_strength,
-                          drift_target, resize_mode, decode_batch)
-        sampling = SamplingSettings(seed, steps, cfg, sampler_name, scheduler, 1.0, cfg_rescale)
-        given = GivenFrames(image, given_video, reference)
+    def execute(cls, model, positive, negative, vae, **settings) -> io.NodeOutput:
+        video, sampling, given = split_settings(settings, LongVideo, SamplingSettings, GivenFrames)
         return io.NodeOutput(run_long_video(model, positive, negative, vae, video, sampling, given))

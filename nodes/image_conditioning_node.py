@@ -66,7 +66,5 @@ class AtomoVideoImageConditioning(AtomoNode):
         )
 
     @classmethod
-    def execute(cls, positive, negative, vae, image, frames, width, height, frame_indices="0", resize_mode=prep.CROP,
-                encode_batch=8) -> io.NodeOutput:
-        spec = ImageConditioning(frames, width, height, frame_indices, resize_mode, encode_batch)
-        return io.NodeOutput(*condition_video((positive, negative), vae, image, spec))
+    def execute(cls, positive, negative, vae, image, **video) -> io.NodeOutput:
+        return io.NodeOutput(*condition_video((positive, negative), vae, image, ImageConditioning(**video)))

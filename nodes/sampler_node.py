@@ -62,9 +62,8 @@ class AtomoVideoSampler(AtomoNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, steps, cfg, cfg_rescale, sampler_name, scheduler,
-                denoise) -> io.NodeOutput:
-        settings = SamplingSettings(seed, steps, cfg, sampler_name, scheduler, denoise, cfg_rescale)
+    def execute(cls, model, positive, negative, latent, **settings) -> io.NodeOutput:
+        settings = SamplingSettings(**settings)
         return io.NodeOutput({**latent, "samples": sample_run(model, positive, negative, latent, settings)})
 
 

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from ade_helpers import KEY_COUNTS, TINY_MODULES, state_dict_shapes, synthetic_state_dict
 from atomo_core import animatediff_format as adf
-from atomo_core.conditioning_layout import build_concat, image_on_every_frame
+from atomo_core.conditioning_layout import build_concat, image_on_every_frame, parse_layout
 from atomo_core.errors import WeightFormatError
 from atomo_core.pia_presets import PRESETS, affinity_mask, affinity_values
 from atomo_core.temporal_layers import sinusoidal_encoding
@@ -266,7 +266,7 @@ def test_pia_image_goes_to_every_frame_and_affinity_to_channel_4():
     assert image_on_every_frame(two, 5)[:, 0, 0, 0].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
     mask = affinity_mask("animation (small motion)", frames, h, w)
     batch = torch.cat([image, image])   # cond and uncond chunks
-    out = build_concat(adf.PIA_LAYOUT, torch.zeros(2 * frames, 4, h, w), batch, torch.cat([mask, mask]),
+    out = build_concat(parse_layout(adf.PIA_LAYOUT), torch.zeros(2 * frames, 4, h, w), batch, torch.cat([mask, mask]),
                        image_on_all_frames=True, frames=frames)
     assert out.shape == (2 * frames, 5, h, w)
     assert torch.equal(out[:, 0], torch.cat([mask, mask])[:, 0])

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description="AtomoVideo / AIGCBench-style metrics of image-to-video "
                                  "results: first-frame fidelity, image and temporal consistency, motion "
                                  "intensity, colour and brightness drift. CLIP similarities need a CLIP vision "
-                                 "model and are computed by the AtomoVideoMetrics node only.")
+                                 "model and are computed by the ComfyUI metrics node only.")
     ap.add_argument("videos", nargs="+", metavar="VIDEO",
                     help="video file (mp4/webm/mov/mkv via PyAV, gif/webp/apng via Pillow) or a folder of frames")
     ap.add_argument("--image", required=True, help="the input image the video was generated from")
