@@ -52,7 +52,8 @@ def comfy(tmp_path_factory):
     if _HOST is None and _HOST_ERROR is None:
         path = find_comfyui()
         if path is None:
-            _HOST_ERROR = "no ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.47) to run host tests"
+            _HOST_ERROR = ("no ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.47), or put the ComfyUI "
+                           "archive in ../shared/host/, to run host tests")
         else:
             _HOST = ComfyHost(path, tmp_path_factory.mktemp("comfy"))
     if _HOST is None:
