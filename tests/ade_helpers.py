@@ -118,7 +118,10 @@ ADE_ENV = "ATOMO_ADE_PATH"
 
 
 def ade_path() -> Path | None:
-    p = os.environ.get(ADE_ENV)
+    """ATOMO_ADE_PATH, else the archive in ../shared/peers unpacked once into the cache (host_archive.py)."""
+    from host_archive import unpacked
+
+    p = os.environ.get(ADE_ENV) or unpacked("peer")
     if p and (Path(p) / "animatediff" / "motion_module_ad.py").is_file():
         return Path(p).resolve()
     return None
@@ -133,7 +136,7 @@ def load_ade(comfy) -> str | None:
     path = ade_path()
     if path is None:
         return (f"AnimateDiff-Evolved not found: set {ADE_ENV} to a checkout of ComfyUI-AnimateDiff-Evolved that "
-                "supports this ComfyUI (e.g. 1.5.6, commit 90fb133)")
+                "supports this ComfyUI (e.g. 1.5.6, commit 90fb133), or put its archive in ../shared/peers/")
     import folder_paths
     import nodes
 

@@ -15,13 +15,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def find_comfyui() -> Path | None:
-    """COMFYUI_PATH, else the ComfyUI this pack sits in (`ComfyUI/custom_nodes/<pack>`)."""
+    """COMFYUI_PATH, else the ComfyUI this pack sits in (`ComfyUI/custom_nodes/<pack>`), else the pristine
+    archive in ../shared/host, unpacked once into a cache outside the clone (host_archive.py)."""
     candidates = []
     if os.environ.get("COMFYUI_PATH"):
         candidates.append(Path(os.environ["COMFYUI_PATH"]))
     if REPO.parent.name == "custom_nodes":
         candidates.append(REPO.parent.parent)
-    for c in candidates:
+    for c in [*candidates, None]:
+        if c is None:
+            from host_archive import unpacked
+
+            c = unpacked("host")
+            if c is None:
+                return None
         if (c / "comfy" / "model_patcher.py").is_file() and (c / "nodes.py").is_file():
             return c.resolve()
     return None

@@ -23,8 +23,21 @@ _HOST = None
 _HOST_ERROR = None
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "host: needs a real ComfyUI (COMFYUI_PATH); skipped without one")
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Wall time per test file (setup, call and teardown), slowest first: where a CI run spends its time."""
+    if not _FILE_SECONDS:
+        return
+    terminalreporter.section("seconds per test file")
+    for path, seconds in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
 
 
 def pytest_report_header(config):
@@ -39,7 +52,8 @@ def comfy(tmp_path_factory):
     if _HOST is None and _HOST_ERROR is None:
         path = find_comfyui()
         if path is None:
-            _HOST_ERROR = "no ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.47) to run host tests"
+            _HOST_ERROR = ("no ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.47), or put the ComfyUI "
+                           "archive in ../shared/host/, to run host tests")
         else:
             _HOST = ComfyHost(path, tmp_path_factory.mktemp("comfy"))
     if _HOST is None:

@@ -251,7 +251,8 @@ def test_interrupt_between_segments_stops_before_the_next_one(comfy, setup):
     assert not mm.processing_interrupted()
 
 
-def test_continue_node_with_images_encodes_the_last_frames_and_corrects_their_drift(comfy, setup):
+def test_continue_node_with_images_encodes_the_last_frames_and_corrects_their_drift(comfy, setup, taesd_paths):
+    # taesd_paths: measuring colour drift through the VAE needs the real TAESD, not one with random values.
     dc = comfy.pack_module("atomo_core.drift_control")
     model, pos, neg, vae = setup["model"], setup["pos"], setup["neg"], setup["vae"]
     reference = picture(2)
