@@ -95,7 +95,7 @@ class DecoupledAttentionPatch:
             return text
         self.kv.follow(q)
         k_ip, v_ip = self.kv.keys_values(self.site, extra_options.get("cond_or_uncond"), q.shape[0])
-        return decoupled_attention(q, k, v, k_ip, v_ip, heads, self.weight,
+        return decoupled_attention(q, (k, v), (k_ip, v_ip), heads, self.weight,
                                    attention=host_attention.optimized_attention, text_out=text, **kwargs)
 
     def to(self, device_or_dtype):

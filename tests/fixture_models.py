@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from pack import core
+
 CHECKPOINT = "atomo_tiny_sd15.safetensors"
 INPAINT_UNET = "atomo_tiny_sd15_inpaint_unet.safetensors"
 
@@ -123,8 +125,8 @@ def randomize_outputs_(weights, seed: int = 5, scale: float = 0.05) -> None:
 
 def write_atomovideo_fixtures(comfy, model) -> dict:
     """AtomoVideo files whose sites are read from the host's own UNet (not hard-coded)."""
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
     glue = comfy.pack_module("atomo_host.inflation")
     sites = atomovideo_sites(glue.host_layout(model.get_model_object("diffusion_model")))

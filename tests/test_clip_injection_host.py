@@ -11,6 +11,8 @@ from safetensors.torch import save_file
 
 from test_image_projection import SD15_WIDTHS, base_state_dict, nested, plus_state_dict
 
+from pack import core
+
 NODE = "AtomoVideoCLIPVisionInject"
 FRAMES = 4
 TINY_CLIP = {"hidden_size": 64, "image_size": 224, "intermediate_size": 128, "num_attention_heads": 2,
@@ -73,9 +75,9 @@ def inject(comfy, model, clip_vision, projection, weight=1.0, start=0.0, end=1.0
 
 
 def one_step(comfy, model, pos, neg, denoise=0.5):
-    g = torch.Generator().manual_seed(0)
-    lat = {"samples": torch.randn(FRAMES, 4, 8, 8, generator=g)}
-    return comfy.ksample(model, pos, neg, lat, steps=1, cfg=3.0, disable_noise=True, denoise=denoise)["samples"]
+    """`comfy.one_step` at cfg 3 from this module's fixed latent."""
+    lat = {"samples": torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    return comfy.one_step(model, pos, neg, lat, cfg=3.0, denoise=denoise)
 
 
 def test_every_cross_attention_site_is_patched_including_the_middle_block(comfy, base, clip_vision, ip_files):
@@ -194,8 +196,8 @@ def test_plus_from_bin_and_stacking_two_injections(comfy, base, clip_vision, ip_
 
 
 def test_projection_from_atomovideo_weights(comfy, base, clip_vision, site_widths, tiny_models):
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
     model, pos, neg = base
     glue = comfy.pack_module("atomo_host.inflation")

@@ -52,11 +52,13 @@ def test_the_counter_sees_long_parameter_lists(tmp_path):
 
 def node_names() -> set[str]:
     """Every node id and display name the pack registers, read from the node modules."""
-    text = "\n".join(p.read_text() for p in sources("nodes"))
-    constants = dict(re.findall(r'^([A-Z_]+) = "([^"]+)"', text, flags=re.M))
-    ids = {constants.get(v, v.strip('"')) for v in re.findall(r"node_id=([A-Z_]+|\"[^\"]+\")", text)}
-    shown = set(re.findall(r'display_name="([^"]+)",\n\s+category=', text))
-    return ids | shown
+    names = set()
+    for path in sources("nodes"):
+        text = path.read_text()
+        constants = dict(re.findall(r'^([A-Z_]+) = "([^"]+)"', text, flags=re.M))
+        names |= {constants.get(v, v.strip('"')) for v in re.findall(r"node_id=([A-Z_]+|\"[^\"]+\")", text)}
+        names |= set(re.findall(r'display_name="([^"]+)",\n\s+category=', text))
+    return names
 
 
 def test_the_core_names_no_node():
@@ -83,3 +85,14 @@ def test_pyproject_and_requirements_declare_the_same_runtime_dependencies():
     listed = (REPO / "requirements.txt").read_text().splitlines()
     assert requirement_names(declared) == requirement_names(listed)
     assert {"einops", "safetensors", "scikit-image", "opencv-python-headless", "av"} <= set(requirement_names(listed))
+
+
+def test_the_pack_is_imported_once_under_the_hosts_name():
+    import sys
+
+    import pack
+
+    layers = pack.core("temporal_layers")
+    assert layers.__name__ == f"{pack.PACK}.atomo_core.temporal_layers"
+    assert layers is sys.modules[layers.__name__] and "atomo_core" not in sys.modules
+    assert pack.core("weight_format").Site is pack.core("unet_sites", "Site")  # one class, wherever imported

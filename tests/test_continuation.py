@@ -9,9 +9,11 @@ import pytest
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from atomo_core import continuation as cont
-from atomo_core import drift_control as dc
-from atomo_core.errors import AtomoVideoError
+from pack import core
+
+cont = core("continuation")
+dc = core("drift_control")
+AtomoVideoError = core("errors", "AtomoVideoError")
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,8 @@ from test_clip_injection_host import TINY_CLIP
 from test_image_projection import base_state_dict
 from test_loader_host import _write_lora
 
+from pack import core
+
 WORKFLOW_DIR = Path(__file__).resolve().parent.parent / "workflows"
 NAMES = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
 FRAMES, SIZE = 4, 64
@@ -91,8 +93,8 @@ def write_input_files(comfy) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def fixture_files(comfy, tiny_models, tmp_path_factory):
     """public file name -> fixture file name, with the fixture files written into the host's folders."""
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
     models = comfy.models_dir
     model = comfy.load_checkpoint(tiny_models["checkpoint"])[0]
