@@ -137,3 +137,14 @@ def write_atomovideo_fixtures(comfy, model) -> dict:
     save_atomovideo(folder / ATOMO_RANDOM, rnd)
     save_atomovideo(folder / ATOMO_FRESH_V, fresh_weights(sites))
     return {"fresh": ATOMO_FRESH, "random": ATOMO_RANDOM, "fresh_v": ATOMO_FRESH_V, "sites": sites}
+
+
+def loader_prompt(tiny_models: dict, weights: str) -> dict:
+    """Nodes "1"-"3" of an API prompt: the tiny checkpoint, AtomoVideoLoader with `weights` (schedule from the
+    weights) and the text "a boat"; tests add the nodes they check."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
+        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": weights,
+                                                           "noise_schedule": "from weights"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+    }

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+import fixture_models
+
 NODE = "AtomoVideoImageConditioning"
 FRAMES = 16
 
@@ -198,10 +200,7 @@ def test_conditioning_node_through_a_prompt(comfy, tiny_models, atomo_weights):
     from safetensors.torch import load_file
 
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 2, "color": 0x336699}},
         "5": {"class_type": NODE, "inputs": {"positive": ["3", 0], "negative": ["3", 0], "vae": ["1", 2],
                                              "image": ["4", 0], "frames": 4, "width": 64, "height": 64,

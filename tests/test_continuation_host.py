@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import fixture_models
 from pack import run_long_video
 
 LONG, CONTINUE, JOIN = "AtomoVideoLongVideo", "AtomoVideoContinue", "AtomoVideoJoinSegments"
@@ -324,10 +325,7 @@ def test_refusals_name_the_node_and_the_input(comfy, setup, node, over, name, fr
 
 def test_long_video_through_a_prompt(comfy, tiny_models, atomo_weights):
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1,
                                                      "color": 0x336699}},
         "5": {"class_type": LONG, "inputs": {

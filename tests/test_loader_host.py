@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import fixture_models
+
 FRAMES = 16
 
 
@@ -177,10 +179,7 @@ def test_plain_run_after_atomovideo_run_is_bit_identical_to_a_fresh_process(comf
 
 def test_loader_node_through_a_prompt(comfy, tiny_models, atomo_weights):
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
         "5": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["3", 0], "negative": ["3", 0],
                                                    "latent_image": ["4", 0], "seed": 1, "steps": 2, "cfg": 2.0,
