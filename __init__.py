@@ -5,7 +5,7 @@ Loaded by ComfyUI as a custom node pack (V3 schema): ComfyUI calls `comfy_entryp
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODE_LIST
-from .nodes.model_folders import register_model_folders
+from .atomo_host.model_files import register_model_folders
 
 
 class AtomoVideoExtension(ComfyExtension):

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_LAYOUT = ("noise:4", "mask:1", "image:4")
-
-
-def parse_layout(layout) -> list[tuple[str, int]]:
+def parse_layout(layout) -> tuple[tuple[str, int], ...]:
+    """("noise:4", "mask:1", "image:4") -> (("noise", 4), ("mask", 1), ("image", 4)): parse once, build often."""
     out = []
     for part in layout:
         name, _, width = part.partition(":")
         out.append((name, int(width)))
-    return out
+    return tuple(out)
 
 
 def nearest_given(given: list[bool], frames: int) -> list[int | None]:
@@ -40,10 +38,10 @@ def image_on_every_frame(image: torch.Tensor, frames: int) -> torch.Tensor:
     return image[source]
 
 
-def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None,
+def build_concat(groups, like: torch.Tensor, image: torch.Tensor | None, mask: torch.Tensor | None,
                  mask_polarity: str = "1=given", image_on_all_frames: bool = False,
                  frames: int | None = None) -> torch.Tensor:
-    """Channels after the noisy latent, for a batch shaped like `like` ([N, 4, h, w]).
+    """Channels after the noisy latent (`groups`: see `parse_layout`) for a batch shaped like `like` [N, 4, h, w].
 
     Missing `image`/`mask` mean "no frame given": zeros and an all-not-given mask (text-to-video).
     `mask` may carry non-binary values (PIA's per-frame affinity); they pass through unchanged.
@@ -63,11 +61,11 @@ def build_concat(layout, like: torch.Tensor, image: torch.Tensor | None, mask: t
     if mask_polarity == "0=given":
         mask = 1.0 - mask
     parts = []
-    for name, width in parse_layout(layout)[1:]:
+    for name, width in groups[1:]:
         if name in ("mask", "affinity"):
             parts.append(mask.expand(n, width, h, w))
         elif name == "image":
             parts.append(image)
         else:
-            raise ValueError(f"unknown input channel group '{name}' in layout {list(layout)}")
+            raise ValueError(f"unknown input channel group '{name}' in layout {list(groups)}")
     return torch.cat(parts, dim=1)

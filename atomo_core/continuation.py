@@ -11,7 +11,7 @@ frames still needed and its tail is discarded, instead of sampling a shorter run
 
 A video can start fresh (the first run has no context: its given frames come from the input image node) or
 continue a given video of G frames (every run has context; the given video stays untouched as the start of
-the result). Bad settings are refused with the node and input named, never clamped.
+the result). Bad settings are refused with the input named, never clamped.
 """
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from .errors import input_error
-
-NODE = "AtomoVideoContinue"
+from .errors import AtomoVideoError
+from .image_preparation import check_image
 
 
 @dataclass(frozen=True)
@@ -73,28 +72,46 @@ def check_settings(total_frames: int, segment_frames: int, context_frames: int, 
     """Refuse settings the plan cannot honour; each message says what to change."""
     k, L, N = int(context_frames), int(segment_frames), int(total_frames)
     if k < 1:
-        raise input_error(NODE, "context_frames", f"{k} context frames: at least 1 frame of the previous output "
+        raise AtomoVideoError("context_frames", f"{k} context frames: at least 1 frame of the previous output "
                           "must be given to continue it")
     if max_frames is not None and k > max_frames:
-        raise input_error(NODE, "context_frames", f"{k} context frames, but the loaded weights handle at most "
+        raise AtomoVideoError("context_frames", f"{k} context frames, but the loaded weights handle at most "
                           f"{max_frames} frames per run; use fewer context frames")
     if max_frames is not None and L > max_frames:
-        raise input_error(NODE, "segment_frames", f"{L} frames per segment, but the loaded weights handle at most "
+        raise AtomoVideoError("segment_frames", f"{L} frames per segment, but the loaded weights handle at most "
                           f"{max_frames} frames per run; set segment_frames to {max_frames} or less")
     if k >= L:
-        raise input_error(NODE, "context_frames", f"{k} context frames leave no new frame in a segment of {L} "
+        raise AtomoVideoError("context_frames", f"{k} context frames leave no new frame in a segment of {L} "
                           f"frames; context_frames must be below segment_frames (e.g. {max(1, L // 4)})")
     if given_frames is not None and given_frames < k:
-        raise input_error(NODE, "context_frames", f"{k} context frames, but the given video has only "
+        raise AtomoVideoError("context_frames", f"{k} context frames, but the given video has only "
                           f"{given_frames} frame(s); use at most {given_frames} context frames or give a longer "
                           "video")
     if N < L:
-        raise input_error(NODE, "total_frames", f"{N} frames in total is shorter than one segment of {L} frames; "
+        raise AtomoVideoError("total_frames", f"{N} frames in total is shorter than one segment of {L} frames; "
                           f"raise total_frames to at least {L} (or lower segment_frames, below the weights' "
                           "trained frame count motion may degrade)")
     if given_frames is not None and N <= given_frames:
-        raise input_error(NODE, "total_frames", f"{N} frames in total, but the given video already has "
+        raise AtomoVideoError("total_frames", f"{N} frames in total, but the given video already has "
                           f"{given_frames}; raise total_frames above {given_frames} to add frames")
+
+
+def check_next_segment(context_frames: int, new_frames: int, max_frames: int) -> int:
+    """The length of one segment made by hand (k context + new frames); refused when the weights cannot run it."""
+    k, new = int(context_frames), int(new_frames)
+    if k < 1:
+        raise AtomoVideoError("context_frames", f"{k} context frames: at least 1 is needed")
+    if new < 1:
+        raise AtomoVideoError("new_frames", f"{new} new frames: the segment must add at least 1 frame")
+    if k >= max_frames:
+        raise AtomoVideoError("context_frames", f"{k} context frames, but the loaded weights handle at most "
+                              f"{max_frames} frames per run, and a segment needs at least one new frame; use at "
+                              f"most {max_frames - 1}")
+    if k + new > max_frames:
+        raise AtomoVideoError("new_frames", f"{k} context + {new} new = {k + new} frames per segment, but the "
+                              f"loaded weights handle at most {max_frames}; use at most {max_frames - k} new "
+                              "frames")
+    return k + new
 
 
 def plan_segments(total_frames: int, segment_frames: int, context_frames: int, max_frames: int | None = None,
@@ -133,12 +150,12 @@ def context_for_next_segment(frames: torch.Tensor, k: int, segment_frames: int) 
     """Last k frames of `frames` (IMAGE [F,H,W,3] or latent [F,4,h,w]), given at positions 0..k-1."""
     k, L = int(k), int(segment_frames)
     if k < 1:
-        raise input_error(NODE, "context_frames", f"{k} context frames: at least 1 is needed")
+        raise AtomoVideoError("context_frames", f"{k} context frames: at least 1 is needed")
     if k >= L:
-        raise input_error(NODE, "context_frames", f"{k} context frames leave no new frame in a segment of {L} "
+        raise AtomoVideoError("context_frames", f"{k} context frames leave no new frame in a segment of {L} "
                           "frames; context_frames must be below segment_frames")
     if frames.shape[0] < k:
-        raise input_error(NODE, "context_frames", f"{k} context frames, but only {frames.shape[0]} frame(s) are "
+        raise AtomoVideoError("context_frames", f"{k} context frames, but only {frames.shape[0]} frame(s) are "
                           f"given; use at most {frames.shape[0]} context frames or give a longer video")
     return Context(list(range(k)), frames[frames.shape[0] - k:].clone())
 
@@ -165,6 +182,23 @@ def join_segments(segments: Sequence[torch.Tensor], k: int, total_frames: int | 
                              "requested")
         video = video[:total_frames]
     return video
+
+
+def append_segment(video: torch.Tensor, segment: torch.Tensor, k: int) -> torch.Tensor:
+    """`video` + `segment[k:]` (IMAGE batches): a continued segment joined by hand, its k overlap frames dropped."""
+    video, segment, k = check_image(video, "video"), check_image(segment, "segment"), int(k)
+    if k < 1:
+        raise AtomoVideoError("context_frames", f"{k}: at least 1 frame overlaps")
+    if video.shape[0] < k:
+        raise AtomoVideoError("video", f"{video.shape[0]} frame(s), fewer than the {k} context frames the segment "
+                              "continues from")
+    if segment.shape[0] <= k:
+        raise AtomoVideoError("segment", f"{segment.shape[0]} frame(s) add nothing after the {k} context frames; "
+                              "connect the decoded continuation segment")
+    if segment.shape[1:] != video.shape[1:]:
+        raise AtomoVideoError("segment", f"frames of {segment.shape[2]}x{segment.shape[1]}, the video's are "
+                              f"{video.shape[2]}x{video.shape[1]}; continue at the video's size")
+    return join_segments([video, segment.to(video.dtype)], k)
 
 
 SampleFn = Callable[[Segment, "Context | None"], torch.Tensor]

@@ -40,16 +40,18 @@ def tokens_for_batch(cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, con
     return torch.cat(parts, dim=0)
 
 
-def decoupled_attention(q, k, v, k_ip, v_ip, heads: int, weight: float, attention=None, text_out=None,
-                        **attention_kwargs) -> torch.Tensor:
-    """Text attention (or `text_out` when already computed) + weight * attention over the image keys/values.
+def decoupled_attention(q, text_kv: tuple, image_kv: tuple, heads: int, weight: float, attention=None,
+                        text_out=None, **attention_kwargs) -> torch.Tensor:
+    """Text attention over `text_kv` = (k, v) (or `text_out` when already computed) + weight * attention over
+    the image keys/values `image_kv` = (k_ip, v_ip).
 
     `weight == 0` returns the text attention unchanged (bit-identical to no injection).
     """
     attention = attention or _default_attention
-    out = attention(q, k, v, heads, **attention_kwargs) if text_out is None else text_out
+    out = attention(q, *text_kv, heads, **attention_kwargs) if text_out is None else text_out
     if weight == 0:
         return out
+    k_ip, v_ip = image_kv
     ip = attention(q, k_ip.to(q.dtype), v_ip.to(q.dtype), heads, **attention_kwargs)
     return out + ip * weight
 

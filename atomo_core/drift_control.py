@@ -36,9 +36,7 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import input_error
-
-NODE = "AtomoVideoContinue"
+from .errors import AtomoVideoError
 
 # sRGB (D65) primaries to CIE XYZ and the D65 2-degree white point, as in skimage.color.
 SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
@@ -111,7 +109,7 @@ class DriftControl:
 
     def __post_init__(self):
         if not 0.0 <= float(self.strength) <= 1.0:
-            raise input_error(NODE, "drift_strength", f"{self.strength} is outside 0..1 (0 = off, 1 = full "
+            raise AtomoVideoError("drift_strength", f"{self.strength} is outside 0..1 (0 = off, 1 = full "
                               "match to the reference)")
         if float(self.max_gain) < 1.0:
             raise ValueError(f"max_gain {self.max_gain} must be at least 1")

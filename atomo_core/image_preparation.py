@@ -19,7 +19,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from .errors import AtomoVideoError
+from .errors import AtomoVideoError, in_field
 
 CROP, PAD, STRETCH = "crop", "pad", "stretch"
 RESIZE_MODES = (CROP, PAD, STRETCH)
@@ -31,8 +31,16 @@ def check_size(value: int, what: str) -> None:
         lower = max(MULTIPLE, value // MULTIPLE * MULTIPLE)
         upper = lower + MULTIPLE if value > lower else lower
         options = f"{lower} or {upper}" if lower != upper else f"{lower}"
-        raise AtomoVideoError(f"{what} {value} is not a multiple of {MULTIPLE} (the VAE works on 8x8 blocks); "
+        raise AtomoVideoError(None, f"{what} {value} is not a multiple of {MULTIPLE} (the VAE works on 8x8 blocks); "
                               f"it is refused, not snapped: use {options}")
+
+
+def check_image(image, field: str) -> torch.Tensor:
+    """An IMAGE input as [N, H, W, 3] (RGBA and greyscale converted); errors are input `field`'s."""
+    if not isinstance(image, torch.Tensor):
+        raise AtomoVideoError(field, f"expected an IMAGE tensor, got {type(image).__name__}")
+    with in_field(field):
+        return to_rgb(image)
 
 
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -40,7 +48,7 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
     if image.ndim == 3:
         image = image.unsqueeze(0)
     if image.ndim != 4:
-        raise AtomoVideoError(f"expected an IMAGE batch [N, H, W, C], got a tensor of shape {list(image.shape)}")
+        raise AtomoVideoError(None, f"expected an IMAGE batch [N, H, W, C], got a tensor of shape {list(image.shape)}")
     c = image.shape[-1]
     if c == 3:
         return image
@@ -48,13 +56,13 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
         return image[..., :3]
     if c == 1:
         return image.expand(*image.shape[:3], 3)
-    raise AtomoVideoError(f"images with {c} channels are not supported; use RGB, RGBA or greyscale images")
+    raise AtomoVideoError(None, f"images with {c} channels are not supported; use RGB, RGBA or greyscale images")
 
 
 def resize(image: torch.Tensor, width: int, height: int, mode: str = CROP) -> torch.Tensor:
     """[N, height, width, C] from [N, H, W, C] by `mode` (see the module docstring)."""
     if mode not in RESIZE_MODES:
-        raise AtomoVideoError(f"unknown resize mode '{mode}'; use one of {', '.join(RESIZE_MODES)}")
+        raise AtomoVideoError(None, f"unknown resize mode '{mode}'; use one of {', '.join(RESIZE_MODES)}")
     n, h, w, c = image.shape
     if (h, w) == (height, width):
         return image
@@ -91,33 +99,34 @@ _TOKEN = re.compile(r"^(-?\d+)$|^(\d+)\s*-\s*(\d+)$")
 def parse_frame_indices(text: str, frames: int) -> list[int]:
     """Frame indices in the order written (image i goes to the i-th index)."""
     if frames < 1:
-        raise AtomoVideoError(f"the frame count must be at least 1, got {frames}")
+        raise AtomoVideoError(None, f"the frame count must be at least 1, got {frames}")
     tokens = [t.strip() for t in str(text).replace(";", ",").split(",")]
     if not any(tokens):
-        raise AtomoVideoError("no frame index given; write e.g. '0' (first frame), '0,8,15' or '0-3'")
+        raise AtomoVideoError(None, "no frame index given; write e.g. '0' (first frame), '0,8,15' or '0-3'")
     out = []
     for tok in tokens:
         if not tok:
             continue
         m = _TOKEN.match(tok)
         if not m:
-            raise AtomoVideoError(f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or '0-3'")
+            raise AtomoVideoError(None, f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or "
+                                        "'0-3'")
         if m.group(1) is not None:
             i = int(m.group(1))
             idx = [i + frames if i < 0 else i]
             if not -frames <= i < frames:
-                raise AtomoVideoError(f"frame {i} is outside the video of {frames} frames (0..{frames - 1}, or "
+                raise AtomoVideoError(None, f"frame {i} is outside the video of {frames} frames (0..{frames - 1}, or "
                                       f"-1..-{frames} from the end)")
         else:
             a, b = int(m.group(2)), int(m.group(3))
             if a > b:
-                raise AtomoVideoError(f"range '{tok}' runs backwards; write '{b}-{a}'")
+                raise AtomoVideoError(None, f"range '{tok}' runs backwards; write '{b}-{a}'")
             if b >= frames:
-                raise AtomoVideoError(f"range '{tok}' goes beyond the video of {frames} frames (0..{frames - 1})")
+                raise AtomoVideoError(None, f"range '{tok}' goes beyond the video of {frames} frames (0..{frames - 1})")
             idx = list(range(a, b + 1))
         for i in idx:
             if i in out:
-                raise AtomoVideoError(f"frame {i} is given twice in '{text}'")
+                raise AtomoVideoError(None, f"frame {i} is given twice in '{text}'")
             out.append(i)
     return out
 
@@ -126,7 +135,7 @@ def frame_conditioning(latents: torch.Tensor, indices: list[int], frames: int
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(image [F, 4, h, w], mask [F, 1, h, w]): latent i at frame indices[i] with mask 1, zeros elsewhere."""
     if latents.shape[0] != len(indices):
-        raise AtomoVideoError(f"{latents.shape[0]} latents for {len(indices)} frame indices")
+        raise AtomoVideoError(None, f"{latents.shape[0]} latents for {len(indices)} frame indices")
     _, c, h, w = latents.shape
     image = latents.new_zeros(frames, c, h, w)
     mask = latents.new_zeros(frames, 1, h, w)

@@ -142,21 +142,11 @@ def read_ipadapter_file(path: str | Path) -> dict:
     `.safetensors` are read with safetensors, anything else with `torch.load(weights_only=True)`: no file can run
     code on load.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    from .weight_files import read_file
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors has its own exception types for corrupt headers
-            raise WeightFormatError(f"{path.name} is not a readable safetensors file ({e})") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightFormatError(f"{path.name} could not be loaded safely (torch.load(weights_only=True): "
-                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    return flatten_ipadapter(obj, path.name)
+    path = Path(path)
+    obj, _ = read_file(path)
+    return obj if path.suffix == ".safetensors" else flatten_ipadapter(obj, path.name)
 
 
 def flatten_ipadapter(obj, name: str = "the file") -> dict:

@@ -87,3 +87,21 @@ def check_sites_fit(sites: Iterable[Site], layout: Layout) -> list[str]:
         elif children[s.after][1] != s.channels:
             problems.append(f"{s.name}: {s.channels} channels in the weights, {children[s.after][1]} in the model")
     return problems
+
+
+@dataclass(frozen=True)
+class CrossAttentionSite:
+    """One cross-attention (attn2) of the UNet: the host's patch key `(block, number, index)` and its widths."""
+    block: str      # "input", "middle", "output" (the host's transformer_options["block"] names)
+    number: int
+    index: int      # transformer block inside the SpatialTransformer
+    inner: int      # query/key width
+    context: int    # width of the tokens it attends to
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.block, self.number, self.index
+
+    @property
+    def name(self) -> str:
+        return f"('{self.block}', {self.number})" + (f"[{self.index}]" if self.index else "")

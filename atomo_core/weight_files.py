@@ -18,8 +18,9 @@ from .weight_format import AtomoVideoWeights, atomovideo_from_state_dict, is_ato
 ACCEPTED = "AtomoVideo (.safetensors with 'atomovideo' metadata); " + PUBLIC_ACCEPTED
 
 
-def read_state_dict(path: str | Path) -> tuple[dict, dict]:
-    """(tensors, safetensors metadata) of a `.safetensors` or pickled checkpoint, wrappers removed."""
+def read_file(path: str | Path) -> tuple[object, dict]:
+    """(content, safetensors metadata) of a `.safetensors` file (a dict of tensors) or a pickled checkpoint (what
+    `torch.load(weights_only=True)` returns): the only way the pack opens a weight file."""
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
@@ -28,17 +29,25 @@ def read_state_dict(path: str | Path) -> tuple[dict, dict]:
         except Exception as e:  # safetensors raises its own error types for corrupt headers
             raise WeightFormatError(f"{path.name} is not a readable safetensors file ({e})") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True), {}
     except Exception as e:
-        raise WeightFormatError(
-            f"{path.name} could not be loaded safely (torch.load(weights_only=True): {str(e).splitlines()[0]})"
-        ) from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightFormatError(f"{path.name} could not be loaded safely (torch.load(weights_only=True): "
+                                f"{first})") from None
+
+
+def read_state_dict(path: str | Path) -> tuple[dict, dict]:
+    """(tensors, safetensors metadata) of a `.safetensors` or pickled checkpoint, wrappers removed."""
+    path = Path(path)
+    obj, metadata = read_file(path)
+    if path.suffix == ".safetensors":
+        return obj, metadata
     for wrapper in ("state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightFormatError(f"{path.name} does not hold a state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}, {}
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}, metadata
 
 
 def describe(state_dict: dict) -> str:

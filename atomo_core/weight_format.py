@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import WeightFormatError
@@ -31,8 +30,14 @@ TEMPORAL_PREFIX = "temporal."
 CONV_IN_KEY = "conv_in.extra_weight"
 IMAGE_PROJ_PREFIX = "image_proj."
 SOURCE_FORMATS = ("atomovideo", "animatediff_v1", "animatediff_v2", "animatediff_v3", "animatelcm", "pia")
-BETA_SCHEDULES = ("scaled_linear", "sqrt_linear", "lcm")
-SPATIAL_GROUPNORM = ("per_frame", "across_frames")
+# Sampling schedules a file may ask for (see `beta_schedule` below).
+SCALED_LINEAR, SQRT_LINEAR, LCM = "scaled_linear", "sqrt_linear", "lcm"
+BETA_SCHEDULES = (SCALED_LINEAR, SQRT_LINEAR, LCM)
+# Spatial GroupNorm statistics: what a file may declare, plus the host-only option that also normalises the
+# spatial transformers' inputs across frames (AnimateDiff-Evolved's v1/PIA behaviour).
+PER_FRAME, ACROSS_FRAMES, ACROSS_FRAMES_ALL = "per_frame", "across_frames", "across_frames_all"
+SPATIAL_GROUPNORM = (PER_FRAME, ACROSS_FRAMES)
+GROUPNORM_MODES = (PER_FRAME, ACROSS_FRAMES, ACROSS_FRAMES_ALL)
 
 
 @dataclass
@@ -209,9 +214,9 @@ def atomovideo_from_state_dict(state_dict: dict, metadata: dict) -> AtomoVideoWe
 
 
 def load_atomovideo(path: str | Path) -> AtomoVideoWeights:
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        if not is_atomovideo(metadata):
-            raise WeightFormatError(f"{Path(path).name} is not an AtomoVideo file (metadata: {sorted(metadata)})")
-        state_dict = {k: f.get_tensor(k) for k in f.keys()}
+    from .weight_files import read_state_dict
+
+    state_dict, metadata = read_state_dict(path)
+    if not is_atomovideo(metadata):
+        raise WeightFormatError(f"{Path(path).name} is not an AtomoVideo file (metadata: {sorted(metadata)})")
     return atomovideo_from_state_dict(state_dict, metadata)

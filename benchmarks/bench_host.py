@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-for p in (str(REPO / "tests"), str(REPO)):
+for p in (str(REPO / "tests"),):  # not the root: the pack is imported as ComfyUI names it (tests/pack.py)
     if p not in sys.path:
         sys.path.append(p)
 

@@ -3,7 +3,7 @@
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/long_video_segments.py [--segments 4] [--frames 16]
         [--context 4] [--size 64] [--steps 4] [--drift 0] [--warmup]
 
-Runs the long-video loop (`nodes.continuation_node.run_long_video`, the node's own code) on the test fixture
+Runs the long-video loop (`atomo_host.continuation.run_long_video`, the node's own code) on the test fixture
 model (SD1.5-detected tiny UNet with random AtomoVideo eps weights, real TAESD) in the real host, for
 `--segments` segments of `--frames` frames with `--context` context frames. A segment ends when its frames are
 decoded; its time runs from the end of the previous one (the first from the call). Peak memory per segment: on
@@ -65,6 +65,7 @@ def main():
 
     import fixture_models
     from comfy_host import ComfyHost, find_comfyui
+    from pack import run_long_video
 
     host = ComfyHost(find_comfyui(), Path(tempfile.mkdtemp(prefix="atomo-bench-")))
     names = fixture_models.write_all(host, HERE.parent.parent / "shared" / "models")
@@ -72,7 +73,6 @@ def main():
     weights = fixture_models.write_atomovideo_fixtures(host, model)["random"]
     model = host.call("AtomoVideoLoader", model=model, weights=weights)[0]
     pos, neg = host.encode(clip, "a boat on a lake"), host.encode(clip, "")
-    node = host.pack_module("nodes.continuation_node")
     L, k, S = args.frames, args.context, args.segments
     total = L + (S - 1) * (L - k)
     g = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def main():
                   image=image, decode_batch=16)
     with torch.inference_mode():
         if args.warmup:
-            node.run_long_video(total_frames=L, **common)
+            run_long_video(host, {"total_frames": L, **common})
 
         marks = []  # (segment index, wall seconds, process CPU seconds, peak bytes)
         rss = None if cuda else RssPeak()
@@ -94,10 +94,7 @@ def main():
         baseline = torch.cuda.memory_allocated() if cuda else rss_bytes()
         last = [time.perf_counter(), time.process_time()]
 
-        def on_segment(info):
-            # A segment is done once its frames are decoded: "decoded_kept" (latent hand-over) or "images".
-            if "decoded_kept" not in info and info.get("images") is None:
-                return
+        def on_segment(info):  # called once per segment, when its frames are decoded
             if cuda:
                 torch.cuda.synchronize()
                 peak = torch.cuda.max_memory_allocated()
@@ -105,11 +102,11 @@ def main():
             else:
                 peak = rss.reset()
             now, cpu = time.perf_counter(), time.process_time()
-            marks.append((info["segment"].index, now - last[0], cpu - last[1], peak))
+            marks.append((info.segment.index, now - last[0], cpu - last[1], peak))
             last[0], last[1] = time.perf_counter(), time.process_time()
 
         start = time.perf_counter()
-        video = node.run_long_video(total_frames=total, on_segment=on_segment, **common)
+        video = run_long_video(host, {"total_frames": total, **common}, on_segment)
         wall = time.perf_counter() - start
         if rss is not None:
             rss.stop()

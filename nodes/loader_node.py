@@ -1,47 +1,18 @@
 """Node `AtomoVideoLoader`: inflate any loaded SD1.5 model with AtomoVideo temporal layers."""
 from __future__ import annotations
 
-import folder_paths
 from comfy_api.latest import io
 
-from ..atomo_core.errors import AtomoVideoError, input_error
 from ..atomo_core.pia_presets import DEFAULT_PRESET, PRESET_NAMES
-from ..atomo_core.weight_files import load_temporal_weights
-from .beta_schedules import apply_beta_schedule
-from .model_family import check_sd15_base
-from .spatial_groupnorm import ACROSS_FRAMES, ACROSS_FRAMES_ALL, PER_FRAME, apply_spatial_groupnorm
-from .unet_inflation import host_layout, inflate
+from ..atomo_host.loading import (GROUPNORM_FROM_WEIGHTS, GROUPNORM_OPTIONS, SCHEDULE_FROM_WEIGHTS, SCHEDULE_KEEP,
+                                  WEIGHT_FOLDERS, LoadSettings, load_video_model)
+from ..atomo_host.model_files import file_names
+from .base import AtomoNode
 
 NODE = "AtomoVideoLoader"
-WEIGHT_FOLDERS = ("atomovideo", "animatediff_models")
-SCHEDULE_FROM_WEIGHTS = "from weights"
-SCHEDULE_KEEP = "keep model's"
-GROUPNORM_FROM_WEIGHTS = "from weights"
-GROUPNORM_OPTIONS = {  # option -> spatial_groupnorm mode
-    "per frame": PER_FRAME,
-    "across frames": ACROSS_FRAMES,
-    "across frames, transformer norms too (AnimateDiff-Evolved)": ACROSS_FRAMES_ALL,
-}
 
 
-def weight_file_names() -> list[str]:
-    names = []
-    for folder in WEIGHT_FOLDERS:
-        names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
-    return names
-
-
-def weight_file_path(name: str) -> str:
-    for folder in WEIGHT_FOLDERS:
-        path = folder_paths.get_full_path(folder, name)
-        if path:
-            return path
-    searched = [p for f in WEIGHT_FOLDERS for p in folder_paths.get_folder_paths(f)]
-    raise input_error(NODE, "weights", f"'{name}' was not found in {searched}. Put the file there "
-                                       "(or in a folder named in extra_model_paths.yaml) and refresh.")
-
-
-class AtomoVideoLoader(io.ComfyNode):
+class AtomoVideoLoader(AtomoNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -53,7 +24,7 @@ class AtomoVideoLoader(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.5 model (from Load Checkpoint, optionally with LoRAs). "
                                                  "SDXL, SD2, inpainting and video models are refused."),
-                io.Combo.Input("weights", options=weight_file_names(),
+                io.Combo.Input("weights", options=file_names(WEIGHT_FOLDERS),
                                tooltip="Temporal-layer file from models/atomovideo/ (AtomoVideo) or "
                                        "models/animatediff_models/ (AnimateDiff v1/v2/v3, AnimateLCM and PIA "
                                        "SD1.5 motion modules, shared with AnimateDiff-Evolved)."),
@@ -85,31 +56,5 @@ class AtomoVideoLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model, weights, noise_schedule=SCHEDULE_FROM_WEIGHTS,
                 spatial_groupnorm=GROUPNORM_FROM_WEIGHTS, pia_motion=DEFAULT_PRESET) -> io.NodeOutput:
-        check_sd15_base(model, NODE)
-        path = weight_file_path(weights)
-        try:
-            loaded = load_temporal_weights(path, layout=host_layout(model.get_model_object("diffusion_model")))
-        except AtomoVideoError as e:
-            raise input_error(NODE, "weights", str(e)) from None
-        meta = loaded.metadata
-        if pia_motion not in PRESET_NAMES:
-            raise input_error(NODE, "pia_motion", f"unknown preset '{pia_motion}'; expected one of "
-                                                  f"{list(PRESET_NAMES)}")
-        inflated = inflate(model, loaded, weights, NODE,
-                           affinity_preset=pia_motion if meta.source_format == "pia" else None)
-        if spatial_groupnorm == GROUPNORM_FROM_WEIGHTS:
-            mode = meta.spatial_groupnorm
-        elif spatial_groupnorm in GROUPNORM_OPTIONS:
-            mode = GROUPNORM_OPTIONS[spatial_groupnorm]
-        else:
-            raise input_error(NODE, "spatial_groupnorm", f"unknown option '{spatial_groupnorm}'; expected one of "
-                                                         f"{[GROUPNORM_FROM_WEIGHTS, *GROUPNORM_OPTIONS]}")
-        inflated = apply_spatial_groupnorm(inflated, mode)
-        if noise_schedule == SCHEDULE_FROM_WEIGHTS and meta.prediction == "eps" and \
-                meta.beta_schedule != "scaled_linear":
-            inflated = apply_beta_schedule(inflated, meta.beta_schedule)
-        if noise_schedule == SCHEDULE_FROM_WEIGHTS and meta.prediction == "v" and meta.zero_terminal_snr:
-            from .sampling_glue import apply_zero_snr_vprediction
-
-            inflated = apply_zero_snr_vprediction(inflated, cfg_rescale=0.7)
-        return io.NodeOutput(inflated)
+        return io.NodeOutput(load_video_model(model, LoadSettings(weights, noise_schedule, spatial_groupnorm,
+                                                                  pia_motion), owner=NODE))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from pack import core
+
 DOWN_CHANNELS = (320, 640, 1280, 1280)
 UP_CHANNELS = (1280, 1280, 640, 320)
 MID_CHANNELS = 1280
@@ -89,7 +91,7 @@ def synthetic_state_dict(fmt: str, modules: list | None = None, *, device="meta"
     """A file of `fmt` with random values (on `meta`: shapes only). Linear weights ~ N(0, 1/fan_in), biases and
     norm parameters near their identity values, the positional encodings AnimateDiff's sinusoid. With
     `zero_outputs` every `proj_out` is zero (the modules are then the identity)."""
-    from atomo_core.temporal_layers import sinusoidal_encoding
+    sinusoidal_encoding = core("temporal_layers", "sinusoidal_encoding")
 
     shapes = state_dict_shapes(fmt, modules)
     if str(device) == "meta":

@@ -111,7 +111,7 @@ class ComfyHost:
 
     # -- pack internals, as the host loaded them ---------------------------------------------
     def pack_module(self, dotted: str):
-        """A submodule of the pack as ComfyUI imported it, e.g. `nodes.model_glue`."""
+        """A submodule of the pack as ComfyUI imported it, e.g. `atomo_host.inflation` (the same object as `pack.module`)."""
         return sys.modules[f"{self.pack.__name__}.{dotted}"]
 
     # -- prompts ------------------------------------------------------------------------------
@@ -163,6 +163,11 @@ class ComfyHost:
 
     def encode(self, clip, text: str):
         return self.call("CLIPTextEncode", clip=clip, text=text)[0]
+
+    def one_step(self, model, positive, negative, latent: dict, *, cfg=1.0, denoise=0.5):
+        """One Euler step from `latent` without added noise: a deterministic function of the model."""
+        return self.ksample(model, positive, negative, latent, steps=1, cfg=cfg, disable_noise=True,
+                            denoise=denoise)["samples"]
 
     def ksample(self, model, positive, negative, latent: dict, *, seed=0, steps=1, cfg=1.0,
                 sampler="euler", scheduler="simple", denoise=1.0, disable_noise=False):

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# Appended, not prepended: the pack's `nodes/` must never shadow ComfyUI's `nodes` module.
-for p in (str(REPO), str(Path(__file__).resolve().parent)):
-    if p not in sys.path:
-        sys.path.append(p)
+# tests/ only: the repository root stays off sys.path, so the pack is never imported as top-level `atomo_core`
+# (a second copy of every class) and its `nodes/` never shadows ComfyUI's `nodes`. The pack's modules come from
+# pack.py, under the name ComfyUI gives them.
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
 
+import pack  # noqa: E402,F401  (registers the pack's package name before any test module imports from it)
 from comfy_host import ComfyHost, find_comfyui  # noqa: E402
 
 SHARED_MODELS = REPO.parent / "shared" / "models"

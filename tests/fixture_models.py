@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from pack import core
+
 CHECKPOINT = "atomo_tiny_sd15.safetensors"
 INPAINT_UNET = "atomo_tiny_sd15_inpaint_unet.safetensors"
 
@@ -123,10 +125,10 @@ def randomize_outputs_(weights, seed: int = 5, scale: float = 0.05) -> None:
 
 def write_atomovideo_fixtures(comfy, model) -> dict:
     """AtomoVideo files whose sites are read from the host's own UNet (not hard-coded)."""
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
-    glue = comfy.pack_module("nodes.unet_inflation")
+    glue = comfy.pack_module("atomo_host.inflation")
     sites = atomovideo_sites(glue.host_layout(model.get_model_object("diffusion_model")))
     folder = comfy.models_dir / "atomovideo"
     save_atomovideo(folder / ATOMO_FRESH, fresh_weights(sites, prediction="eps", zero_terminal_snr=False))
@@ -135,3 +137,14 @@ def write_atomovideo_fixtures(comfy, model) -> dict:
     save_atomovideo(folder / ATOMO_RANDOM, rnd)
     save_atomovideo(folder / ATOMO_FRESH_V, fresh_weights(sites))
     return {"fresh": ATOMO_FRESH, "random": ATOMO_RANDOM, "fresh_v": ATOMO_FRESH_V, "sites": sites}
+
+
+def loader_prompt(tiny_models: dict, weights: str) -> dict:
+    """Nodes "1"-"3" of an API prompt: the tiny checkpoint, AtomoVideoLoader with `weights` (schedule from the
+    weights) and the text "a boat"; tests add the nodes they check."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
+        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": weights,
+                                                           "noise_schedule": "from weights"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+    }

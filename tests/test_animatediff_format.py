@@ -11,14 +11,18 @@ from einops import rearrange, repeat
 from safetensors.torch import save_file
 
 from ade_helpers import KEY_COUNTS, TINY_MODULES, state_dict_shapes, synthetic_state_dict
-from atomo_core import animatediff_format as adf
-from atomo_core.conditioning_layout import build_concat, image_on_every_frame
-from atomo_core.errors import WeightFormatError
-from atomo_core.pia_presets import PRESETS, affinity_mask, affinity_values
-from atomo_core.temporal_layers import sinusoidal_encoding
-from atomo_core.unet_sites import ATTENTION, Site
-from atomo_core.weight_files import load_temporal_weights
-from atomo_core.weight_format import AtomoVideoMetadata, new_layer
+
+from pack import core
+
+adf = core("animatediff_format")
+build_concat, image_on_every_frame, parse_layout = core(
+    "conditioning_layout", "build_concat", "image_on_every_frame", "parse_layout")
+WeightFormatError = core("errors", "WeightFormatError")
+PRESETS, affinity_mask, affinity_values = core("pia_presets", "PRESETS", "affinity_mask", "affinity_values")
+sinusoidal_encoding = core("temporal_layers", "sinusoidal_encoding")
+ATTENTION, Site = core("unet_sites", "ATTENTION", "Site")
+load_temporal_weights = core("weight_files", "load_temporal_weights")
+AtomoVideoMetadata, new_layer = core("weight_format", "AtomoVideoMetadata", "new_layer")
 
 ALL = list(KEY_COUNTS)
 
@@ -117,7 +121,7 @@ def test_sites_follow_the_host_layout_and_missing_blocks_keep_the_sd15_place():
         ["input_blocks.1.t1", "output_blocks.0.t1", "output_blocks.1.t1", "output_blocks.2.t1",
          "output_blocks.3.t1", "middle_block.t1"])
     # down_blocks.0.motion_modules.1 -> input_blocks.2, a Downsample here: SD1.5's place, which the fit check refuses
-    from atomo_core.unet_sites import check_sites_fit
+    check_sites_fit = core("unet_sites", "check_sites_fit")
 
     extra = TINY_MODULES + [("down_blocks.0.motion_modules.1", 320), ("down_blocks.1.motion_modules.0", 320)]
     w = adf.load_public(synthetic_state_dict("animatediff_v2", extra), tiny)
@@ -266,7 +270,7 @@ def test_pia_image_goes_to_every_frame_and_affinity_to_channel_4():
     assert image_on_every_frame(two, 5)[:, 0, 0, 0].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
     mask = affinity_mask("animation (small motion)", frames, h, w)
     batch = torch.cat([image, image])   # cond and uncond chunks
-    out = build_concat(adf.PIA_LAYOUT, torch.zeros(2 * frames, 4, h, w), batch, torch.cat([mask, mask]),
+    out = build_concat(parse_layout(adf.PIA_LAYOUT), torch.zeros(2 * frames, 4, h, w), batch, torch.cat([mask, mask]),
                        image_on_all_frames=True, frames=frames)
     assert out.shape == (2 * frames, 5, h, w)
     assert torch.equal(out[:, 0], torch.cat([mask, mask])[:, 0])
@@ -274,7 +278,7 @@ def test_pia_image_goes_to_every_frame_and_affinity_to_channel_4():
 
 
 def test_binary_frame_mask_becomes_the_presets_affinity():
-    from atomo_core.pia_presets import frame_mask_to_affinity
+    frame_mask_to_affinity = core("pia_presets", "frame_mask_to_affinity")
 
     frames = 6
     mask = torch.zeros(2 * frames, 1, 2, 2)

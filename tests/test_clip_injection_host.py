@@ -11,6 +11,8 @@ from safetensors.torch import save_file
 
 from test_image_projection import SD15_WIDTHS, base_state_dict, nested, plus_state_dict
 
+from pack import core
+
 NODE = "AtomoVideoCLIPVisionInject"
 FRAMES = 4
 TINY_CLIP = {"hidden_size": 64, "image_size": 224, "intermediate_size": 128, "num_attention_heads": 2,
@@ -35,8 +37,8 @@ def clip_vision(comfy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site_widths(comfy, base):
-    glue = comfy.pack_module("nodes.clip_vision_node")
-    return [s["inner"] for s in glue.cross_attention_sites(base[0].get_model_object("diffusion_model"))]
+    glue = comfy.pack_module("atomo_host.decoupled_attention")
+    return [s.inner for s in glue.cross_attention_sites(base[0].get_model_object("diffusion_model"))]
 
 
 def _scaled(sd, factor=20.0):
@@ -73,9 +75,9 @@ def inject(comfy, model, clip_vision, projection, weight=1.0, start=0.0, end=1.0
 
 
 def one_step(comfy, model, pos, neg, denoise=0.5):
-    g = torch.Generator().manual_seed(0)
-    lat = {"samples": torch.randn(FRAMES, 4, 8, 8, generator=g)}
-    return comfy.ksample(model, pos, neg, lat, steps=1, cfg=3.0, disable_noise=True, denoise=denoise)["samples"]
+    """`comfy.one_step` at cfg 3 from this module's fixed latent."""
+    lat = {"samples": torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    return comfy.one_step(model, pos, neg, lat, cfg=3.0, denoise=denoise)
 
 
 def test_every_cross_attention_site_is_patched_including_the_middle_block(comfy, base, clip_vision, ip_files):
@@ -161,7 +163,7 @@ def test_cond_and_uncond_tokens_are_chosen_per_chunk_in_any_order(comfy, base, c
 
 
 def test_blank_image_tokens_for_plus(comfy, base, clip_vision, ip_files):
-    glue = comfy.pack_module("nodes.clip_vision_node")
+    glue = comfy.pack_module("atomo_host.image_tokens")
     ipj = comfy.pack_module("atomo_core.image_projection")
     weights = ipj.load_ipadapter_file(comfy.models_dir / "ipadapter" / ip_files["plus"])
     blank = glue.blank_image(clip_vision)
@@ -194,11 +196,11 @@ def test_plus_from_bin_and_stacking_two_injections(comfy, base, clip_vision, ip_
 
 
 def test_projection_from_atomovideo_weights(comfy, base, clip_vision, site_widths, tiny_models):
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
     model, pos, neg = base
-    glue = comfy.pack_module("nodes.unet_inflation")
+    glue = comfy.pack_module("atomo_host.inflation")
     sites = atomovideo_sites(glue.host_layout(model.get_model_object("diffusion_model")))
     w = fresh_weights(sites, prediction="eps", zero_terminal_snr=False, image_tokens=4)
     sd = _scaled(base_state_dict(site_widths, clip_dim=32))

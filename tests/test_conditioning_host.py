@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+import fixture_models
+
 NODE = "AtomoVideoImageConditioning"
 FRAMES = 16
 
@@ -35,7 +37,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def base(comfy, tiny_models, atomo_weights):
+def cat_vae(comfy, tiny_models, atomo_weights):
+    """(model, positive, negative, vae): the shared `base` prompt plus the checkpoint's VAE."""
     model, clip, vae = comfy.load_checkpoint(tiny_models["checkpoint"])
     return model, comfy.encode(clip, "a cat walking"), comfy.encode(clip, ""), vae
 
@@ -51,8 +54,8 @@ def model_conds(cond):
 
 
 @pytest.mark.parametrize("given", [[0], [0, 1, 2, 3], [0, 8, 15]], ids=["first", "first4", "keyframes"])
-def test_given_frames_decode_back_to_the_input_and_the_rest_is_zero(comfy, base, taesd_paths, given):
-    _, pos, neg, vae = base
+def test_given_frames_decode_back_to_the_input_and_the_rest_is_zero(comfy, cat_vae, taesd_paths, given):
+    _, pos, neg, vae = cat_vae
     images = torch.cat([test_image(seed=10 + i) for i in range(len(given))])
     text = ",".join(map(str, given))
     out_pos, out_neg, latent = conditioning(comfy, pos, neg, vae, images, text, size=256)
@@ -76,10 +79,10 @@ def test_given_frames_decode_back_to_the_input_and_the_rest_is_zero(comfy, base,
     assert min(values) >= 20.0, values
 
 
-def test_the_nine_channels_reach_the_inflated_conv_in_in_the_declared_order(comfy, base, atomo_weights):
+def test_the_nine_channels_reach_the_inflated_conv_in_in_the_declared_order(comfy, cat_vae, atomo_weights):
     import comfy.patcher_extension as pe
 
-    model, pos, neg, vae = base
+    model, pos, neg, vae = cat_vae
     m = comfy.call("AtomoVideoLoader", model=model, weights=atomo_weights["random"])[0]
     meta = m.get_attachment("atomovideo").metadata
     assert tuple(meta.channel_layout) == ("noise:4", "mask:1", "image:4") and meta.mask_polarity == "1=given"
@@ -123,18 +126,18 @@ def _options(args, kwargs):
     return kwargs["transformer_options"] if "transformer_options" in kwargs else args[5]
 
 
-def test_other_model_conds_are_kept(comfy, base):
+def test_other_model_conds_are_kept(comfy, cat_vae):
     import comfy.conds as conds
 
-    _, pos, neg, vae = base
+    _, pos, neg, vae = cat_vae
     tagged = [[pos[0][0], {**pos[0][1], "model_conds": {"num_video_frames": conds.CONDConstant(4)}}]]
     out = conditioning(comfy, tagged, neg, vae, test_image(0, 64), frames=4)[0]
     assert set(out[0][1]["model_conds"]) == {"num_video_frames", "atomo_image", "atomo_mask"}
     assert "model_conds" not in pos[0][1]  # the input conditioning is not changed
 
 
-def test_encoding_runs_in_chunks_and_gives_the_same_latents(comfy, base):
-    _, pos, neg, vae = base
+def test_encoding_runs_in_chunks_and_gives_the_same_latents(comfy, cat_vae):
+    _, pos, neg, vae = cat_vae
     seen = []
 
     class CountingVAE:
@@ -149,8 +152,8 @@ def test_encoding_runs_in_chunks_and_gives_the_same_latents(comfy, base):
     assert torch.allclose(chunked, whole, atol=1e-5)
 
 
-def test_rgba_and_other_sizes_are_accepted(comfy, base):
-    _, pos, neg, vae = base
+def test_rgba_and_other_sizes_are_accepted(comfy, cat_vae):
+    _, pos, neg, vae = cat_vae
     rgb = test_image(5, 64)
     rgba = torch.cat([rgb, torch.full_like(rgb[..., :1], 0.5)], -1)
     a = model_conds(conditioning(comfy, pos, neg, vae, rgba, frames=2)[0])[0]
@@ -173,8 +176,8 @@ def test_rgba_and_other_sizes_are_accepted(comfy, base):
     ({"frames": 0}, "frames", "use 1 to"),
     ({"resize_mode": "zoom"}, "resize_mode", "unknown mode"),
 ])
-def test_bad_inputs_name_the_node_and_the_input(comfy, base, inputs, name, message):
-    _, pos, neg, vae = base
+def test_bad_inputs_name_the_node_and_the_input(comfy, cat_vae, inputs, name, message):
+    _, pos, neg, vae = cat_vae
     args = dict(positive=pos, negative=neg, vae=vae, image=test_image(0, 64), frames=FRAMES, width=64, height=64,
                 frame_indices="0")
     args.update(inputs)
@@ -182,8 +185,8 @@ def test_bad_inputs_name_the_node_and_the_input(comfy, base, inputs, name, messa
         comfy.call(NODE, **args)
 
 
-def test_a_vae_with_other_latents_is_refused(comfy, base):
-    _, pos, neg, vae = base
+def test_a_vae_with_other_latents_is_refused(comfy, cat_vae):
+    _, pos, neg, vae = cat_vae
 
     class SixteenChannelVAE:
         def encode(self, pixels):
@@ -197,10 +200,7 @@ def test_conditioning_node_through_a_prompt(comfy, tiny_models, atomo_weights):
     from safetensors.torch import load_file
 
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 2, "color": 0x336699}},
         "5": {"class_type": NODE, "inputs": {"positive": ["3", 0], "negative": ["3", 0], "vae": ["1", 2],
                                              "image": ["4", 0], "frames": 4, "width": 64, "height": 64,

@@ -9,9 +9,11 @@ import pytest
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from atomo_core import continuation as cont
-from atomo_core import drift_control as dc
-from atomo_core.errors import AtomoVideoError
+from pack import core
+
+cont = core("continuation")
+dc = core("drift_control")
+AtomoVideoError = core("errors", "AtomoVideoError")
 
 
 @pytest.fixture(autouse=True)
@@ -108,19 +110,21 @@ def test_context_for_next_segment(shape):
     (dict(total_frames=12, segment_frames=16, context_frames=4), "total_frames", "at least 16"),
     (dict(total_frames=16, segment_frames=16, context_frames=4, given_frames=16), "total_frames", "above 16"),
 ])
-def test_refusals_name_node_and_input(kwargs, input_name, fragment):
+def test_refusals_name_the_input_only(kwargs, input_name, fragment):
     with pytest.raises(AtomoVideoError) as e:
         cont.plan_segments(**kwargs)
-    assert str(e.value).startswith(f"AtomoVideoContinue, input '{input_name}': ")
+    assert e.value.field == input_name and e.value.node is None  # the node layer names the node
+    assert str(e.value).startswith(f"input '{input_name}': ")
     assert fragment in str(e.value)
+    assert str(e.value.at("SomeNode")).startswith(f"SomeNode, input '{input_name}': ")
 
 
 def test_context_refusals():
-    with pytest.raises(AtomoVideoError, match=r"^AtomoVideoContinue, input 'context_frames': .*only 2 frame"):
+    with pytest.raises(AtomoVideoError, match=r"^input 'context_frames': .*only 2 frame"):
         cont.context_for_next_segment(torch.zeros(2, 4, 4, 3), 3, 16)
-    with pytest.raises(AtomoVideoError, match=r"^AtomoVideoContinue, input 'context_frames': .*below"):
+    with pytest.raises(AtomoVideoError, match=r"^input 'context_frames': .*below"):
         cont.context_for_next_segment(torch.zeros(20, 4, 4, 3), 16, 16)
-    with pytest.raises(AtomoVideoError, match=r"^AtomoVideoContinue, input 'drift_strength': 1.5 is outside"):
+    with pytest.raises(AtomoVideoError, match=r"^input 'drift_strength': 1.5 is outside"):
         dc.DriftControl(strength=1.5)
 
 

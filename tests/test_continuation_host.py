@@ -8,6 +8,9 @@ import math
 import pytest
 import torch
 
+import fixture_models
+from pack import run_long_video
+
 LONG, CONTINUE, JOIN = "AtomoVideoLongVideo", "AtomoVideoContinue", "AtomoVideoJoinSegments"
 SIZE, L, K, STEPS = 64, 4, 2, 2
 N = L + 3 * (L - K)  # 4 segments: 4 + 2 + 2 + 2 = 10 frames
@@ -67,9 +70,7 @@ def with_hook(hook, fn):
 
 
 def run(comfy, setup, on_segment=None, hook=None, **over):
-    node = comfy.pack_module("nodes.continuation_node")
-    return with_hook(hook or ProgressHook(), lambda: node.run_long_video(**long_kwargs(setup, **over),
-                                                                          on_segment=on_segment))
+    return with_hook(hook or ProgressHook(), lambda: run_long_video(comfy, long_kwargs(setup, **over), on_segment))
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +78,29 @@ def plain(comfy, setup):
     """A 4-segment run, drift control off (latent hand-over), pinned, with everything recorded."""
     infos, hook = [], ProgressHook()
     video = run(comfy, setup, on_segment=infos.append, hook=hook)
-    return video, [i for i in infos if "latents" in i], [i["decoded_kept"] for i in infos if "decoded_kept" in i], hook
+    return video, infos, [i.kept for i in infos], hook
 
 
 def test_four_segments_give_exactly_the_requested_frames_with_pinned_seams(plain, setup):
     video, runs, kept, hook = plain
     assert video.shape == (N, SIZE, SIZE, 3) and torch.isfinite(video).all()
-    assert [r["segment"].index for r in runs] == [0, 1, 2, 3]
-    assert all(r["latents"].shape == (L, 4, SIZE // 8, SIZE // 8) for r in runs)
+    assert [r.segment.index for r in runs] == [0, 1, 2, 3]
+    assert all(r.latents.shape == (L, 4, SIZE // 8, SIZE // 8) for r in runs)
     # The start image is given (and pinned) at frame 0 of segment 1.
     first = runs[0]
-    assert first["mask"][:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert torch.equal(first["latents"][0], first["cond_latent"][0])
+    assert first.mask[:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert torch.equal(first.latents[0], first.cond_latent[0])
     # pinning holds the given frames while sampling: before they are put back exactly, only float round-off
     for r in runs:
-        bound = 1e-5 * r["cond_latent"].abs().max().item()
-        assert r["pin_error"] is not None and r["pin_error"] <= bound, (r["pin_error"], bound)
+        bound = 1e-5 * r.cond_latent.abs().max().item()
+        assert r.pin_error is not None and r.pin_error <= bound, (r.pin_error, bound)
     for prev, cur in zip(runs, runs[1:]):
         # context: the previous run's last K latents at positions 0..K-1, mask 1 there, 0 elsewhere
-        assert cur["mask"][:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
-        assert torch.equal(cur["cond_latent"][:K], prev["latents"][L - K:])
+        assert cur.mask[:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
+        assert torch.equal(cur.cond_latent[:K], prev.latents[L - K:])
         # pinned: the seam frames come out exactly as given (latent space)
-        assert torch.equal(cur["latents"][:K], prev["latents"][L - K:])
-        assert not torch.equal(cur["latents"][K:], prev["latents"][:L - K])  # new frames really are new
+        assert torch.equal(cur.latents[:K], prev.latents[L - K:])
+        assert not torch.equal(cur.latents[K:], prev.latents[:L - K])  # new frames really are new
     # The video is segment 1 whole, then each later segment's new frames: nothing repeated or missing.
     assert [p.shape[0] for p in kept] == [L, L - K, L - K, L - K]
     assert torch.equal(video, torch.cat(kept))
@@ -129,8 +130,8 @@ def test_drift_off_is_bit_identical_to_chaining_continue_sampler_by_hand(comfy, 
         # Same frames bit for bit, except that the node puts the pinned frames back exactly where the sampler
         # leaves float round-off (latent scaling in and out of the model) on them.
         given = 1 if i == 0 else K
-        assert torch.equal(out[given:], runs[i]["latents"][given:]), f"segment {i + 1} differs from the node's"
-        assert torch.allclose(out[:given], runs[i]["latents"][:given], rtol=1e-5, atol=1e-5)
+        assert torch.equal(out[given:], runs[i].latents[given:]), f"segment {i + 1} differs from the node's"
+        assert torch.allclose(out[:given], runs[i].latents[:given], rtol=1e-5, atol=1e-5)
         segments.append(out)
     # ... and the hand-joined decoded segments are the long-video node's output.
     decoded = [vae.decode(s) for s in segments]
@@ -188,10 +189,10 @@ def test_drift_control_removes_per_segment_drift_and_pins_the_encoded_context(co
     assert drift_on < drift_off / 5
     # image hand-over (drift on): each run's first K latents are exactly the encoded (corrected) context
     for r in runs[1:]:
-        assert r["mask"][:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
-        assert torch.equal(r["latents"][:K], r["cond_latent"][:K])
+        assert r.mask[:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
+        assert torch.equal(r.latents[:K], r.cond_latent[:K])
     # the first segment is the reference: untouched apart from the drifting decode (call 0 adds nothing)
-    assert torch.equal(on[:L], runs[0]["images"])
+    assert torch.equal(on[:L], runs[0].images)
 
 
 @pytest.mark.parametrize("drift", [0.0, 1.0], ids=["latent-handover", "image-handover"])
@@ -200,16 +201,15 @@ def test_continuing_a_given_video_keeps_it_and_pins_its_last_frames(comfy, plain
     runs = []
     video = run(comfy, setup, image=None, given_video=given, total_frames=5 + (L - K), drift_strength=drift,
                 on_segment=runs.append)
-    runs = [r for r in runs if "latents" in r]
     assert video.shape == (5 + L - K, SIZE, SIZE, 3) and torch.equal(video[:5], given)
-    assert len(runs) == 1 and runs[0]["mask"][:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
+    assert len(runs) == 1 and runs[0].mask[:, 0, 0, 0].tolist() == [1.0] * K + [0.0] * (L - K)
     context = given[-K:]
     if drift:  # the given video's last segment is mapped onto its first (the default reference)
         dc = comfy.pack_module("atomo_core.drift_control")
         context = dc.apply_map(context, dc.segment_map(given[-L:], dc.lab_stats(given[:L]), dc.DriftControl()))
     encoded = setup["vae"].encode(context).float()
-    assert torch.allclose(runs[0]["cond_latent"][:K], encoded, atol=1e-5)  # the given video's last K frames
-    assert torch.equal(runs[0]["latents"][:K], runs[0]["cond_latent"][:K])
+    assert torch.allclose(runs[0].cond_latent[:K], encoded, atol=1e-5)  # the given video's last K frames
+    assert torch.equal(runs[0].latents[:K], runs[0].cond_latent[:K])
 
 
 def test_interrupt_during_segment_two_stops_the_run_and_leaves_the_model_unpatched(comfy, setup):
@@ -242,8 +242,8 @@ def test_interrupt_between_segments_stops_before_the_next_one(comfy, setup):
     hook, done = ProgressHook(), []
 
     def after_segment(info):
-        if "decoded_kept" in info:
-            done.append(info["segment"].index)
+        if info.kept is not None:  # reported once its kept frames are decoded
+            done.append(info.segment.index)
             mm.interrupt_current_processing()  # as if the user cancelled right after segment 1 finished
 
     with pytest.raises(mm.InterruptProcessingException):
@@ -325,10 +325,7 @@ def test_refusals_name_the_node_and_the_input(comfy, setup, node, over, name, fr
 
 def test_long_video_through_a_prompt(comfy, tiny_models, atomo_weights):
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1,
                                                      "color": 0x336699}},
         "5": {"class_type": LONG, "inputs": {

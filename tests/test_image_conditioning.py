@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atomo_core import image_preparation as prep
-from atomo_core.errors import AtomoVideoError
+from pack import core
+
+prep = core("image_preparation")
+AtomoVideoError = core("errors", "AtomoVideoError")
 
 
 def test_sizes_not_divisible_by_8_are_refused_naming_the_valid_ones():

@@ -5,10 +5,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atomo_core import image_projection as ipj
-from atomo_core.decoupled_attention import (ImageKeyValues, decoupled_attention, is_active, reference_attention,
-                                            tokens_for_batch)
-from atomo_core.errors import AtomoVideoError
+from pack import core
+
+ipj = core("image_projection")
+ImageKeyValues, decoupled_attention, is_active, reference_attention, tokens_for_batch = core(
+    "decoupled_attention", "ImageKeyValues", "decoupled_attention", "is_active", "reference_attention", "tokens_for_batch")
+AtomoVideoError = core("errors", "AtomoVideoError")
 
 # Inner widths of the 16 SD1.5 attn2 sites in IP-Adapter order n = 1, 3, ..., 31 (down, up, mid).
 SD15_WIDTHS = [320, 320, 640, 640, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320, 1280]
@@ -213,11 +215,11 @@ def test_decoupled_attention_matches_a_direct_reference_computation():
     b, lq, lt, li, heads, dh = 4, 6, 5, 3, 2, 8
     q, k, v = (torch.randn(b, n, heads * dh, generator=g) for n in (lq, lt, lt))
     kip, vip = torch.randn(b, li, heads * dh, generator=g), torch.randn(b, li, heads * dh, generator=g)
-    out = decoupled_attention(q, k, v, kip, vip, heads, 0.7)
+    out = decoupled_attention(q, (k, v), (kip, vip), heads, 0.7)
     diff = (out.double() - _direct(q, k, v, kip, vip, heads, 0.7)).abs().max().item()
     print(f"decoupled attention vs direct reference: max |difference| = {diff:.3e}")
     assert diff <= 1e-5
-    assert torch.equal(decoupled_attention(q, k, v, kip, vip, heads, 0.0), reference_attention(q, k, v, heads))
+    assert torch.equal(decoupled_attention(q, (k, v), (kip, vip), heads, 0.0), reference_attention(q, k, v, heads))
 
 
 def test_tokens_follow_cond_or_uncond_in_any_order():

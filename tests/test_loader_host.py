@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import fixture_models
+
 FRAMES = 16
 
 
@@ -19,11 +21,6 @@ def latent(frames=FRAMES, seed=0, size=8):
 
 def inflated(comfy, model, weights):
     return comfy.call("AtomoVideoLoader", model=model, weights=weights)[0]
-
-
-def one_step(comfy, model, pos, neg, lat, cfg=1.0):
-    """One Euler step from the given latent (no added noise): a deterministic function of the model."""
-    return comfy.ksample(model, pos, neg, lat, steps=1, cfg=cfg, disable_noise=True, denoise=0.5)["samples"]
 
 
 def test_inserted_layers_match_the_hosts_resblocks_and_transformers(comfy, base, atomo_weights):
@@ -55,8 +52,8 @@ def test_inserted_layers_match_the_hosts_resblocks_and_transformers(comfy, base,
 def test_fresh_inflation_reproduces_the_base_model_frame_by_frame(comfy, base, atomo_weights):
     model, pos, neg = base
     lat = latent()
-    ref = one_step(comfy, model, pos, neg, lat, cfg=3.0)
-    out = one_step(comfy, inflated(comfy, model, atomo_weights["fresh"]), pos, neg, lat, cfg=3.0)
+    ref = comfy.one_step(model, pos, neg, lat, cfg=3.0)
+    out = comfy.one_step(inflated(comfy, model, atomo_weights["fresh"]), pos, neg, lat, cfg=3.0)
     assert out.shape == (FRAMES, 4, 8, 8)
     assert (out - ref).abs().max().item() <= 1e-5
     assert (out - lat["samples"]).abs().max().item() > 1e-3  # the step did something
@@ -69,19 +66,19 @@ def test_non_zero_temporal_layers_mix_frames(comfy, base, atomo_weights):
     poked["samples"][1] += 1.0
 
     mixing = inflated(comfy, model, atomo_weights["random"])
-    a, b = one_step(comfy, mixing, pos, neg, lat), one_step(comfy, mixing, pos, neg, poked)
+    a, b = comfy.one_step(mixing, pos, neg, lat, cfg=1.0), comfy.one_step(mixing, pos, neg, poked, cfg=1.0)
     changed = (a - b).abs().flatten(1).max(dim=1).values
     assert changed[0] > 1e-4 and changed[2] > 1e-4 and changed[3] > 1e-4, changed
 
     fresh = inflated(comfy, model, atomo_weights["fresh"])
-    a, b = one_step(comfy, fresh, pos, neg, lat), one_step(comfy, fresh, pos, neg, poked)
+    a, b = comfy.one_step(fresh, pos, neg, lat, cfg=1.0), comfy.one_step(fresh, pos, neg, poked, cfg=1.0)
     changed = (a - b).abs().flatten(1).max(dim=1).values
     assert changed[1] > 1e-4 and changed[[0, 2, 3]].max() == 0.0, changed
 
 
 def test_single_frame_works(comfy, base, atomo_weights):
     model, pos, neg = base
-    out = one_step(comfy, inflated(comfy, model, atomo_weights["random"]), pos, neg, latent(frames=1))
+    out = comfy.one_step(inflated(comfy, model, atomo_weights["random"]), pos, neg, latent(frames=1), cfg=1.0)
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
 
 
@@ -89,7 +86,7 @@ def test_frames_beyond_the_weights_are_refused_naming_node_and_input(comfy, base
     model, pos, neg = base
     m = inflated(comfy, model, atomo_weights["fresh"])
     with pytest.raises(ValueError, match=r"AtomoVideoLoader, input 'weights'.*at most 16 frames.*17"):
-        one_step(comfy, m, pos, neg, latent(frames=17))
+        comfy.one_step(m, pos, neg, latent(frames=17), cfg=1.0)
 
 
 def test_input_layer_is_widened_by_a_weight_patch_and_restored(comfy, base, atomo_weights):
@@ -101,7 +98,7 @@ def test_input_layer_is_widened_by_a_weight_patch_and_restored(comfy, base, atom
     before = model.model.state_dict()[key].clone()
     assert before.shape[1] == 4
     m = inflated(comfy, model, atomo_weights["random"])
-    one_step(comfy, m, pos, neg, latent(frames=2))
+    comfy.one_step(m, pos, neg, latent(frames=2), cfg=1.0)
     extra = load_file(str(comfy.models_dir / "atomovideo" / atomo_weights["random"]))["conv_in.extra_weight"]
     m.patch_model()
     try:
@@ -131,16 +128,16 @@ def test_lora_before_and_after_the_loader_acts_as_on_the_plain_model(comfy, base
     model, pos, neg = base
     lora = _write_lora(comfy, "atomo_test_lora.safetensors")
     lat = latent(frames=4)
-    plain = one_step(comfy, model, pos, neg, lat)
+    plain = comfy.one_step(model, pos, neg, lat, cfg=1.0)
     with_lora = comfy.call("LoraLoaderModelOnly", model=model, lora_name=lora, strength_model=1.0)[0]
-    ref = one_step(comfy, with_lora, pos, neg, lat)
+    ref = comfy.one_step(with_lora, pos, neg, lat, cfg=1.0)
     assert (ref - plain).abs().max() > 1e-3  # the LoRA matters
 
     before = inflated(comfy, with_lora, atomo_weights["fresh"])
     after = comfy.call("LoraLoaderModelOnly", model=inflated(comfy, model, atomo_weights["fresh"]),
                        lora_name=lora, strength_model=1.0)[0]
     for m in (before, after):
-        assert (one_step(comfy, m, pos, neg, lat) - ref).abs().max().item() <= 1e-5
+        assert (comfy.one_step(m, pos, neg, lat, cfg=1.0) - ref).abs().max().item() <= 1e-5
 
 
 def _plain_run_script(comfy, ckpt: str) -> str:
@@ -182,10 +179,7 @@ def test_plain_run_after_atomovideo_run_is_bit_identical_to_a_fresh_process(comf
 
 def test_loader_node_through_a_prompt(comfy, tiny_models, atomo_weights):
     prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_models["checkpoint"]}},
-        "2": {"class_type": "AtomoVideoLoader", "inputs": {"model": ["1", 0], "weights": atomo_weights["random"],
-                                                           "noise_schedule": "from weights"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a boat"}},
+        **fixture_models.loader_prompt(tiny_models, atomo_weights["random"]),
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}},
         "5": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["3", 0], "negative": ["3", 0],
                                                    "latent_image": ["4", 0], "seed": 1, "steps": 2, "cfg": 2.0,
@@ -268,3 +262,16 @@ def test_every_input_has_a_tooltip(comfy):
     for cls in pack_nodes:
         for inp in cls.define_schema().inputs:
             assert inp.tooltip, f"{cls.__name__}.{inp.id} has no tooltip"
+
+
+def test_tests_and_the_host_share_one_copy_of_each_module(comfy, base, atomo_weights):
+    import pack
+
+    assert comfy.pack.__name__ == pack.PACK and "atomo_core" not in sys.modules
+    layers = pack.core("temporal_layers")
+    assert layers is comfy.pack_module("atomo_core.temporal_layers")
+    assert pack.module("atomo_host.inflation") is comfy.pack_module("atomo_host.inflation")
+    # so a layer the loader node inserted is an instance of the class the tests import
+    model = inflated(comfy, base[0], atomo_weights["fresh"])
+    blocks = [p for k, p in model.object_patches.items() if k.startswith("diffusion_model.")]
+    assert any(isinstance(c, layers.TemporalLayer) for b in blocks for c in b.children())

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from approx import assert_mapping_close
-from atomo_core.errors import AtomoVideoError
-from atomo_core.metrics import check_inputs, evaluate, fit_image, summary_text, to_json
-from atomo_core.metrics import fidelity, plots
-from atomo_core.metrics.__main__ import main as command
+from pack import core
+
+AtomoVideoError = core("errors", "AtomoVideoError")
+check_inputs, evaluate, fit_image, summary_text, to_json = core(
+    "metrics", "check_inputs", "evaluate", "fit_image", "summary_text", "to_json")
+fidelity, plots = core("metrics", "fidelity", "plots")
+command = core("metrics.__main__", "main")
 
 NODE = "AtomoVideoMetrics"
 
@@ -31,7 +34,7 @@ def translating(k, frames=8, size=96, dy=0, seed=0):
 
 
 def score(video, image, **kw):
-    return evaluate(*check_inputs(video, image, NODE), **kw)
+    return evaluate(*check_inputs(video, image), **kw)
 
 
 def mean_colour_embed(images):
@@ -169,10 +172,11 @@ def test_clip_similarities_are_cosines_of_the_given_embeddings():
     (np.zeros((4, 64, 64, 2)), np.zeros((64, 64, 3)), "video", "3 channels"),
     (np.zeros((4, 64, 64)), np.zeros((64, 64, 3)), "video", "expected an image batch"),
 ])
-def test_bad_inputs_name_node_and_input(video, image, bad_input, words):
+def test_bad_inputs_name_the_input(video, image, bad_input, words):
     with pytest.raises(AtomoVideoError) as e:
-        check_inputs(video, image, NODE)
-    msg = str(e.value)
+        check_inputs(video, image)
+    assert e.value.field == bad_input and e.value.node is None  # the node (or the command) adds its name
+    msg = str(e.value.at(NODE))
     assert msg.startswith(f"{NODE}, input '{bad_input}'") and words in msg, msg
 
 
@@ -181,7 +185,7 @@ def test_rgba_and_torch_inputs_are_accepted():
 
     v = translating(1, frames=3)
     rgba = np.concatenate([v, np.ones_like(v[..., :1])], axis=-1)
-    a, im = check_inputs(torch.from_numpy(rgba), torch.from_numpy(v[:1]), NODE)
+    a, im = check_inputs(torch.from_numpy(rgba), torch.from_numpy(v[:1]))
     assert a.shape == v.shape and im.shape == v.shape[1:]
     assert np.array_equal(a, v)
 

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from atomo_core import noise_schedules as ns
+from pack import core
+
+ns = core("noise_schedules")
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only reference (requirements-test.txt)")
 

@@ -16,6 +16,8 @@ from safetensors.torch import save_file
 
 from ade_helpers import TINY_MODULES, load_ade, synthetic_state_dict
 
+from pack import core
+
 FRAMES = 8
 NODE = "AtomoVideoLoader"
 
@@ -59,10 +61,6 @@ def load(comfy, model, weights, **kw):
     return comfy.call(NODE, model=model, weights=weights, **kw)[0]
 
 
-def one_step(comfy, model, pos, neg, lat, cfg=3.0):
-    return comfy.ksample(model, pos, neg, lat, steps=1, cfg=cfg, disable_noise=True, denoise=0.5)["samples"]
-
-
 def test_animatediff_models_folder_is_listed(comfy, files):
     schema = comfy.node_class(NODE).define_schema()
     options = next(i for i in schema.inputs if i.id == "weights").options
@@ -92,9 +90,10 @@ def test_motion_modules_follow_the_transformers_and_no_temporal_conv_is_added(co
 def test_zero_output_modules_reproduce_the_base_model_frame_by_frame(comfy, base, files):
     model, pos, neg = base
     lat = latent()
-    ref = one_step(comfy, model, pos, neg, lat)
+    ref = comfy.one_step(model, pos, neg, lat, cfg=3.0)
     for name, kw in (("v2_zero", {}), ("v1_zero", {"spatial_groupnorm": "per frame"})):
-        out = one_step(comfy, load(comfy, model, files[name], noise_schedule="keep model's", **kw), pos, neg, lat)
+        loaded = load(comfy, model, files[name], noise_schedule="keep model's", **kw)
+        out = comfy.one_step(loaded, pos, neg, lat, cfg=3.0)
         assert (out - ref).abs().max().item() <= 1e-5, name
     assert (ref - lat["samples"]).abs().max().item() > 1e-3
 
@@ -108,11 +107,12 @@ def test_v1_default_takes_resnet_groupnorm_statistics_across_frames(comfy, base,
     assert keys and all(k.endswith(("in_layers.0.forward", "out_layers.0.forward")) or k == "diffusion_model.out.0.forward"
                         for k in keys)
     same, lat = latent(same=True), latent()
-    base_same, base_lat = one_step(comfy, model, pos, neg, same), one_step(comfy, model, pos, neg, lat)
-    assert (one_step(comfy, v1, pos, neg, same) - base_same).abs().max() <= 1e-5
-    assert (one_step(comfy, v1, pos, neg, lat) - base_lat).abs().max() > 1e-3
+    base_same = comfy.one_step(model, pos, neg, same, cfg=3.0)
+    base_lat = comfy.one_step(model, pos, neg, lat, cfg=3.0)
+    assert (comfy.one_step(v1, pos, neg, same, cfg=3.0) - base_same).abs().max() <= 1e-5
+    assert (comfy.one_step(v1, pos, neg, lat, cfg=3.0) - base_lat).abs().max() > 1e-3
     # the switch does not stay behind: the base model after a v1 run gives exactly what it gave before
-    assert torch.equal(one_step(comfy, model, pos, neg, lat), base_lat)
+    assert torch.equal(comfy.one_step(model, pos, neg, lat, cfg=3.0), base_lat)
     ade_mode = load(comfy, model, files["v1_zero"], spatial_groupnorm=
                     "across frames, transformer norms too (AnimateDiff-Evolved)")
     assert any(k.endswith(".1.norm.forward") for k in ade_mode.object_patches)
@@ -143,7 +143,7 @@ def test_frames_over_the_positional_encoding_are_refused(comfy, base, files):
     m = load(comfy, model, files["v1_zero"])
     with pytest.raises(ValueError, match=r"AtomoVideoLoader, input 'weights'.*atomo_test_v1_tiny_zero.*at most 24 "
                                          r"frames.*25"):
-        one_step(comfy, m, pos, neg, latent(frames=25))
+        comfy.one_step(m, pos, neg, latent(frames=25), cfg=3.0)
 
 
 def test_pia_conv_in_is_the_checkpoints_plus_pias_extra_channels(comfy, base, files):
@@ -180,7 +180,7 @@ def test_pia_affinity_reaches_channel_4_and_the_image_every_frame(comfy, base, f
     import comfy.patcher_extension as pe
 
     model, pos, neg = base
-    from atomo_core import pia_presets as presets  # plain computation, no host state
+    presets = core("pia_presets")  # plain computation, no host state
     image = torch.zeros(FRAMES, 4, 8, 8)
     image[0] = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(7))
     mask = presets.affinity_mask("animation (large motion)", FRAMES, 8, 8)
@@ -193,7 +193,7 @@ def test_pia_affinity_reaches_channel_4_and_the_image_every_frame(comfy, base, f
 
     m = load(comfy, model, files["pia"]).clone()
     m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "atomo_test_capture", capture)
-    one_step(comfy, m, p, n, latent())
+    comfy.one_step(m, p, n, latent(), cfg=3.0)
     x = seen[0]
     assert x.shape == (2 * FRAMES, 9, 8, 8)  # cond and uncond chunks, 9 input channels
     values = torch.tensor(presets.affinity_values("animation (large motion)", FRAMES))
@@ -209,7 +209,7 @@ def test_the_image_conditioning_node_drives_pia_with_the_chosen_preset(comfy, ba
     import comfy.patcher_extension as pe
     import nodes as host_nodes
 
-    from atomo_core.pia_presets import affinity_values
+    affinity_values = core("pia_presets", "affinity_values")
 
     if "AtomoVideoImageConditioning" not in host_nodes.NODE_CLASS_MAPPINGS:
         pytest.skip("AtomoVideoImageConditioning is not registered in this checkout")
@@ -226,7 +226,7 @@ def test_the_image_conditioning_node_drives_pia_with_the_chosen_preset(comfy, ba
 
     m = load(comfy, model, files["pia"], pia_motion="loop (moderate motion)").clone()
     m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "atomo_test_capture", capture)
-    one_step(comfy, m, p, n, latent())
+    comfy.one_step(m, p, n, latent(), cfg=3.0)
     x = seen[0][:FRAMES]
     values = torch.tensor(affinity_values("loop (moderate motion)", FRAMES, cond_frame=2))
     assert torch.equal(x[:, 4, 0, 0], values) and torch.equal(x[:, 4], x[:, 4, :1, :1].expand(FRAMES, 8, 8))

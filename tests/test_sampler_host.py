@@ -12,7 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atomo_core import noise_schedules as ns
+from pack import core
+
+ns = core("noise_schedules")
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is a test-only reference (requirements-test.txt)")
 
@@ -58,25 +60,26 @@ def with_exact(model, **kw):
 
 
 @pytest.fixture(scope="module")
-def base(comfy, tiny_models):
+def fox(comfy, tiny_models):
+    """The tiny checkpoint with this module's prompt, as a dict (not the shared `base` tuple)."""
     model, clip, vae = comfy.load_checkpoint(tiny_models["checkpoint"])
     return {"model": model, "pos": comfy.encode(clip, "a red fox running"), "neg": comfy.encode(clip, "")}
 
 
 @pytest.fixture(scope="module")
-def zsnr_model(comfy, base):
-    return comfy.call("AtomoVideoModelSampling", model=base["model"], cfg_rescale=0.7)[0]
+def zsnr_model(comfy, fox):
+    return comfy.call("AtomoVideoModelSampling", model=fox["model"], cfg_rescale=0.7)[0]
 
 
 @pytest.fixture(scope="module")
 def sn(comfy):
-    return comfy.pack_module("nodes.sampler_node")
+    return comfy.pack_module("atomo_host.sigmas")
 
 
-def run_sampler(comfy, base, model, *, sampler="ddim", scheduler="trailing", steps=25, seed=1, cfg=1.0,
+def run_sampler(comfy, fox, model, *, sampler="ddim", scheduler="trailing", steps=25, seed=1, cfg=1.0,
                 cfg_rescale=0.7, shape=SHAPE, latent=None, denoise=1.0):
     latent = latent if latent is not None else {"samples": torch.zeros(shape)}
-    out = comfy.call("AtomoVideoSampler", model=model, positive=base["pos"], negative=base["neg"], latent=latent,
+    out = comfy.call("AtomoVideoSampler", model=model, positive=fox["pos"], negative=fox["neg"], latent=latent,
                      seed=seed, steps=steps, cfg=cfg, cfg_rescale=cfg_rescale, sampler_name=sampler,
                      scheduler=scheduler, denoise=denoise)[0]
     return out["samples"]
@@ -94,7 +97,7 @@ def stats_errors(model, samples):
 
 # -- schedule in the host --------------------------------------------------------------------------------------
 
-def test_model_sampling_node_sets_reference_schedule(base, zsnr_model):
+def test_model_sampling_node_sets_reference_schedule(fox, zsnr_model):
     from comfy import model_sampling as cms
 
     ms = zsnr_model.get_model_object("model_sampling")
@@ -105,27 +108,27 @@ def test_model_sampling_node_sets_reference_schedule(base, zsnr_model):
     # The one deliberate difference: ComfyUI clamps alpha_bar_T = 0 to 4.9e-8 (sigma_max 4518.8).
     assert abs(ms.sigmas[-1].item() - 4518.76) < 0.1
     # A clone: the input model keeps SD1.5's eps sampling.
-    orig = base["model"].get_model_object("model_sampling")
+    orig = fox["model"].get_model_object("model_sampling")
     assert not isinstance(orig, cms.V_PREDICTION) and abs(orig.sigmas[-1].item() - 14.6146) < 1e-3
 
 
 @pytest.mark.parametrize("steps", [1, 3, 7, 25, 50, 200])
 def test_trailing_scheduler_is_diffusers_trailing(comfy, zsnr_model, steps):
-    glue = comfy.pack_module("nodes.sampling_glue")
+    glue = comfy.pack_module("atomo_host.sigmas")
     ms = zsnr_model.get_model_object("model_sampling")
-    sig = glue.sampling_sigmas(ms, "ddim", "trailing", steps, 1.0)
+    sig = glue.schedule_sigmas(ms, "ddim", "trailing", steps, 1.0)
     ref = reference_scheduler()
     ref.set_timesteps(steps)
     assert torch.equal(sig[:-1], ms.sigmas[ref.timesteps.long()].float()) and sig[-1].item() == 0.0
     if 1000 % steps == 0:  # ComfyUI's "simple" is the same spacing when steps divides 1000
-        assert torch.allclose(sig, glue.sampling_sigmas(ms, "ddim", "simple", steps, 1.0))
+        assert torch.allclose(sig, glue.schedule_sigmas(ms, "ddim", "simple", steps, 1.0))
 
 
-def test_default_sampler_is_ddim_step_for_step(comfy, base, zsnr_model):
+def test_default_sampler_is_ddim_step_for_step(comfy, fox, zsnr_model):
     """ddim + trailing from the node equals diffusers' DDIMScheduler loop driven by the same ideal v model."""
     steps, seed = 25, 7
     m = with_exact(zsnr_model)
-    ours = model_space(m, run_sampler(comfy, base, m, steps=steps, seed=seed, cfg=1.0, shape=(2, 4, 16, 16)))
+    ours = model_space(m, run_sampler(comfy, fox, m, steps=steps, seed=seed, cfg=1.0, shape=(2, 4, 16, 16)))
     from comfy.sample import prepare_noise
 
     x = prepare_noise(torch.zeros(2, 4, 16, 16), seed).double()  # the node's initial noise
@@ -152,39 +155,39 @@ def test_every_offered_sampler_has_a_step_count(sn):
 
 @pytest.mark.parametrize("scheduler", ["trailing", "simple", "sgm_uniform", "normal", "beta"])
 @pytest.mark.parametrize("sampler", list(STEPS))
-def test_exact_denoiser_recovers_data_distribution(comfy, base, zsnr_model, sn, sampler, scheduler):
+def test_exact_denoiser_recovers_data_distribution(comfy, fox, zsnr_model, sn, sampler, scheduler):
     assert scheduler in sn.ZERO_SNR_SCHEDULERS
     m = with_exact(zsnr_model)
-    out = run_sampler(comfy, base, m, sampler=sampler, scheduler=scheduler, steps=STEPS[sampler], seed=3)
+    out = run_sampler(comfy, fox, m, sampler=sampler, scheduler=scheduler, steps=STEPS[sampler], seed=3)
     mean_err, std_err = stats_errors(m, out)
     print(f"EXACT {sampler} {scheduler} steps={STEPS[sampler]} mean_err/s={mean_err:+.4f} std_rel={std_err:+.4f}")
     assert abs(mean_err) < MEAN_TOL and abs(std_err) < STD_TOL, (mean_err, std_err)
 
 
-def test_default_at_default_settings_with_guidance(comfy, base, zsnr_model):
+def test_default_at_default_settings_with_guidance(comfy, fox, zsnr_model):
     """Default node settings (ddim, trailing, cfg 7.5, rescale 0.7) with cond = uncond: guidance is a no-op,
     so the full CFG + rescale path must leave the distribution intact; 200 steps to bound Euler's error."""
     m = with_exact(zsnr_model)
-    out = run_sampler(comfy, base, m, steps=200, cfg=7.5, cfg_rescale=0.7, seed=4)
+    out = run_sampler(comfy, fox, m, steps=200, cfg=7.5, cfg_rescale=0.7, seed=4)
     mean_err, std_err = stats_errors(m, out)
     print(f"EXACT default cfg=7.5 steps=200 mean_err/s={mean_err:+.4f} std_rel={std_err:+.4f}")
     assert abs(mean_err) < MEAN_TOL and abs(std_err) < STD_TOL
 
 
 @pytest.mark.parametrize("wrong", ["v_without_zero_snr", "eps_with_zero_snr", "v_sign_flipped"])
-def test_negative_controls_fail_the_same_check(comfy, base, zsnr_model, wrong):
+def test_negative_controls_fail_the_same_check(comfy, fox, zsnr_model, wrong):
     """The check has teeth: each deliberate mistake leaves the tolerance."""
     if wrong == "v_sign_flipped":
         m = with_exact(zsnr_model, sign=-1.0)
     else:
         adv = comfy.node_class("ModelSamplingDiscrete")()
         sampling, z = ("v_prediction", False) if wrong == "v_without_zero_snr" else ("eps", True)
-        m = with_exact(adv.patch(base["model"], sampling, z)[0])
+        m = with_exact(adv.patch(fox["model"], sampling, z)[0])
     if wrong == "eps_with_zero_snr":  # AtomoVideoSampler refuses this model; ComfyUI's KSampler does not
-        out = comfy.ksample(m, base["pos"], base["neg"], {"samples": torch.zeros(SHAPE)}, seed=3, steps=200,
+        out = comfy.ksample(m, fox["pos"], fox["neg"], {"samples": torch.zeros(SHAPE)}, seed=3, steps=200,
                             sampler="euler", scheduler="simple")["samples"]
     else:
-        out = run_sampler(comfy, base, m, steps=200, seed=3)
+        out = run_sampler(comfy, fox, m, steps=200, seed=3)
     mean_err, std_err = stats_errors(m, out)
     print(f"NEGATIVE {wrong} mean_err/s={mean_err:+.4f} std_rel={std_err:+.4f}")
     assert not (abs(mean_err) < MEAN_TOL and abs(std_err) < STD_TOL)
@@ -192,18 +195,18 @@ def test_negative_controls_fail_the_same_check(comfy, base, zsnr_model, wrong):
 
 # -- seeds, frames, finiteness ---------------------------------------------------------------------------------
 
-def test_seed_determinism_with_real_unet(comfy, base, zsnr_model):
+def test_seed_determinism_with_real_unet(comfy, fox, zsnr_model):
     kw = dict(steps=2, cfg=7.5, shape=(2, 4, 8, 8))
-    a = run_sampler(comfy, base, zsnr_model, seed=11, **kw)
-    b = run_sampler(comfy, base, zsnr_model, seed=11, **kw)
-    c = run_sampler(comfy, base, zsnr_model, seed=12, **kw)
+    a = run_sampler(comfy, fox, zsnr_model, seed=11, **kw)
+    b = run_sampler(comfy, fox, zsnr_model, seed=11, **kw)
+    c = run_sampler(comfy, fox, zsnr_model, seed=12, **kw)
     assert torch.isfinite(a).all() and torch.equal(a, b)
     assert (a - c).abs().max().item() > 1e-3
 
 
-def test_frames_get_independent_noise(comfy, base, zsnr_model):
+def test_frames_get_independent_noise(comfy, fox, zsnr_model):
     m = with_exact(zsnr_model)
-    out = model_space(m, run_sampler(comfy, base, m, steps=10, seed=5)).flatten(1)
+    out = model_space(m, run_sampler(comfy, fox, m, steps=10, seed=5)).flatten(1)
     out = out - out.mean(dim=1, keepdim=True)
     corr = (out @ out.T) / (out.norm(dim=1)[:, None] * out.norm(dim=1)[None, :])
     off = corr[~torch.eye(len(corr), dtype=torch.bool)]
@@ -211,13 +214,13 @@ def test_frames_get_independent_noise(comfy, base, zsnr_model):
 
 
 @pytest.mark.parametrize("steps", [1, 2, 25])
-def test_finite_for_every_offered_pair(comfy, base, zsnr_model, sn, steps):
+def test_finite_for_every_offered_pair(comfy, fox, zsnr_model, sn, steps):
     """Guidance with different cond / uncond predictions at cfg 7.5 and rescale 0.7 stresses the rescale too."""
     m = with_exact(zsnr_model, mu_cond=MU, mu_uncond=-0.5)
     bad = []
     for sampler in sn.ZERO_SNR_SAMPLERS:
         for scheduler in sn.ZERO_SNR_SCHEDULERS:
-            out = run_sampler(comfy, base, m, sampler=sampler, scheduler=scheduler, steps=steps, cfg=7.5,
+            out = run_sampler(comfy, fox, m, sampler=sampler, scheduler=scheduler, steps=steps, cfg=7.5,
                               shape=(2, 4, 8, 8), seed=steps)
             # Guided mean -0.5 + 7.5 * 2 = 14.5 in model units: far larger values mean a blown-up step.
             if not torch.isfinite(out).all() or model_space(m, out).abs().max().item() > 30:
@@ -225,16 +228,16 @@ def test_finite_for_every_offered_pair(comfy, base, zsnr_model, sn, steps):
     assert not bad
 
 
-def test_real_unet_default_pair_finite(comfy, base, zsnr_model):
+def test_real_unet_default_pair_finite(comfy, fox, zsnr_model):
     for steps in (1, 2):
-        out = run_sampler(comfy, base, zsnr_model, steps=steps, cfg=7.5, shape=(2, 4, 8, 8))
+        out = run_sampler(comfy, fox, zsnr_model, steps=steps, cfg=7.5, shape=(2, 4, 8, 8))
         assert torch.isfinite(out).all() and out.std().item() > 0
 
 
 # -- guidance rescale --------------------------------------------------------------------------------------------
 
 def test_post_cfg_rescale_matches_comfy_rescalecfg(comfy):
-    glue = comfy.pack_module("nodes.sampling_glue")
+    glue = comfy.pack_module("atomo_host.zero_snr")
     rescale_node = comfy.node_class("RescaleCFG")()
 
     class _Capture:  # RescaleCFG.patch needs a clone() that records the cfg function
@@ -267,72 +270,72 @@ def test_post_cfg_rescale_matches_comfy_rescalecfg(comfy):
     assert torch.equal(same, cond)
 
 
-def test_rescale_is_set_once_and_replaceable(comfy, base):
-    glue = comfy.pack_module("nodes.sampling_glue")
-    m1 = glue.apply_zero_snr_vprediction(base["model"], cfg_rescale=0.7)
+def test_rescale_is_set_once_and_replaceable(comfy, fox):
+    glue = comfy.pack_module("atomo_host.zero_snr")
+    m1 = glue.apply_zero_snr_vprediction(fox["model"], cfg_rescale=0.7)
     m2 = comfy.call("AtomoVideoModelSampling", model=m1, cfg_rescale=0.5)[0]
     fns = m2.model_options.get("sampler_post_cfg_function", [])
     assert len(fns) == 1 and getattr(fns[0], "atomovideo_cfg_rescale") == 0.5
     assert len(m1.model_options["sampler_post_cfg_function"]) == 1  # the input clone is untouched
     assert glue.set_cfg_rescale(m2, 0.0).model_options["sampler_post_cfg_function"] == []
-    assert "sampler_post_cfg_function" not in base["model"].model_options or \
-        not base["model"].model_options["sampler_post_cfg_function"]
+    assert "sampler_post_cfg_function" not in fox["model"].model_options or \
+        not fox["model"].model_options["sampler_post_cfg_function"]
 
 
 # -- refusals and other paths ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scheduler", ["karras", "exponential", "ddim_uniform", "linear_quadratic", "kl_optimal"])
-def test_unsuitable_schedulers_refused_at_zero_snr(comfy, base, zsnr_model, scheduler):
+def test_unsuitable_schedulers_refused_at_zero_snr(comfy, fox, zsnr_model, scheduler):
     with pytest.raises(ValueError, match=r"AtomoVideoSampler, input 'scheduler'.*trailing"):
-        run_sampler(comfy, base, zsnr_model, scheduler=scheduler, steps=2, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, zsnr_model, scheduler=scheduler, steps=2, shape=(1, 4, 8, 8))
 
 
 @pytest.mark.parametrize("sampler", ["lcm", "heun", "dpm_2", "dpm_fast"])
-def test_unverified_sampler_refused_at_zero_snr(comfy, base, zsnr_model, sampler):
+def test_unverified_sampler_refused_at_zero_snr(comfy, fox, zsnr_model, sampler):
     with pytest.raises(ValueError, match=rf"input 'sampler_name'.*'{sampler}'.*ddim"):
-        run_sampler(comfy, base, zsnr_model, sampler=sampler, steps=2, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, zsnr_model, sampler=sampler, steps=2, shape=(1, 4, 8, 8))
 
 
-def test_eps_with_zero_snr_refused(comfy, base):
-    m = comfy.node_class("ModelSamplingDiscrete")().patch(base["model"], "eps", True)[0]
+def test_eps_with_zero_snr_refused(comfy, fox):
+    m = comfy.node_class("ModelSamplingDiscrete")().patch(fox["model"], "eps", True)[0]
     with pytest.raises(ValueError, match=r"input 'model'.*predicts eps.*v-prediction"):
-        run_sampler(comfy, base, m, steps=2, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, m, steps=2, shape=(1, 4, 8, 8))
 
 
-def test_trailing_step_limit_is_a_clear_error(comfy, base, zsnr_model):
+def test_trailing_step_limit_is_a_clear_error(comfy, fox, zsnr_model):
     with pytest.raises(ValueError, match=r"input 'steps'.*1000 training timesteps"):
-        run_sampler(comfy, base, zsnr_model, steps=600, denoise=0.5, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, zsnr_model, steps=600, denoise=0.5, shape=(1, 4, 8, 8))
     with pytest.raises(ValueError, match=r"input 'steps'"):
-        run_sampler(comfy, base, zsnr_model, sampler="uni_pc", steps=1000, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, zsnr_model, sampler="uni_pc", steps=1000, shape=(1, 4, 8, 8))
 
 
-def test_eps_model_keeps_comfy_choices(comfy, base):
+def test_eps_model_keeps_comfy_choices(comfy, fox):
     """PIA / AnimateDiff style eps models are not zero-SNR: karras and any sampler stay allowed."""
-    out = run_sampler(comfy, base, base["model"], sampler="dpmpp_2m", scheduler="karras", steps=2,
+    out = run_sampler(comfy, fox, fox["model"], sampler="dpmpp_2m", scheduler="karras", steps=2,
                       cfg=7.5, shape=(2, 4, 8, 8))
     assert torch.isfinite(out).all()
 
 
-def test_noise_mask_pins_given_frame(comfy, base, zsnr_model):
+def test_noise_mask_pins_given_frame(comfy, fox, zsnr_model):
     m = with_exact(zsnr_model)
     given = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(9))
     mask = torch.ones(3, 1, 8, 8)
     mask[0] = 0.0  # frame 0 is given
-    out = run_sampler(comfy, base, m, steps=10, latent={"samples": given, "noise_mask": mask})
+    out = run_sampler(comfy, fox, m, steps=10, latent={"samples": given, "noise_mask": mask})
     assert torch.allclose(out[0], given[0], atol=1e-4)
     assert (out[1:] - given[1:]).abs().mean().item() > 0.5
 
 
-def test_partial_denoise_and_zero_denoise(comfy, base, zsnr_model):
+def test_partial_denoise_and_zero_denoise(comfy, fox, zsnr_model):
     m = with_exact(zsnr_model)
     given = model_space(m, torch.zeros(1)) + torch.full((2, 4, 8, 8), MU / 0.18215)
-    half = run_sampler(comfy, base, m, steps=10, denoise=0.5, latent={"samples": given.clone()})
+    half = run_sampler(comfy, fox, m, steps=10, denoise=0.5, latent={"samples": given.clone()})
     assert torch.isfinite(half).all()
-    none = run_sampler(comfy, base, m, steps=10, denoise=0.0, latent={"samples": given.clone()})
+    none = run_sampler(comfy, fox, m, steps=10, denoise=0.0, latent={"samples": given.clone()})
     assert torch.equal(none, given)
 
 
-def test_progress_and_interrupt(comfy, base, zsnr_model):
+def test_progress_and_interrupt(comfy, fox, zsnr_model):
     from comfy import model_management as mm
     from comfy import utils as cu
 
@@ -345,7 +348,7 @@ def test_progress_and_interrupt(comfy, base, zsnr_model):
     prev = cu.PROGRESS_BAR_HOOK
     cu.set_progress_bar_global_hook(hook)
     try:
-        run_sampler(comfy, base, with_exact(zsnr_model), steps=5, shape=(1, 4, 8, 8))
+        run_sampler(comfy, fox, with_exact(zsnr_model), steps=5, shape=(1, 4, 8, 8))
         assert calls[-1] == (5, 5) and len(calls) == 5
         calls.clear()
 
@@ -357,7 +360,7 @@ def test_progress_and_interrupt(comfy, base, zsnr_model):
 
         cu.set_progress_bar_global_hook(interrupting)
         with pytest.raises(mm.InterruptProcessingException):
-            run_sampler(comfy, base, with_exact(zsnr_model), steps=5, shape=(1, 4, 8, 8))
+            run_sampler(comfy, fox, with_exact(zsnr_model), steps=5, shape=(1, 4, 8, 8))
         assert calls == [1, 2]
     finally:
         mm.interrupt_current_processing(False)
@@ -387,13 +390,13 @@ def test_prompt_through_the_host(comfy, tiny_models):
     assert saved.shape == (3, 4, 8, 8) and torch.isfinite(saved).all() and saved.std().item() > 0
 
 
-def test_loader_sets_zero_snr_only_for_v_weights(comfy, base, atomo_weights):
-    """The loader's contract with sampling_glue: v + zero-SNR metadata -> zero-SNR v sampling, eps -> untouched."""
-    glue = comfy.pack_module("nodes.sampling_glue")
-    v_model = comfy.call("AtomoVideoLoader", model=base["model"], weights=atomo_weights["fresh_v"])[0]
-    eps_model = comfy.call("AtomoVideoLoader", model=base["model"], weights=atomo_weights["fresh"])[0]
+def test_loader_sets_zero_snr_only_for_v_weights(comfy, fox, atomo_weights):
+    """The loader's contract with zero_snr: v + zero-SNR metadata -> zero-SNR v sampling, eps -> untouched."""
+    glue = comfy.pack_module("atomo_host.zero_snr")
+    v_model = comfy.call("AtomoVideoLoader", model=fox["model"], weights=atomo_weights["fresh_v"])[0]
+    eps_model = comfy.call("AtomoVideoLoader", model=fox["model"], weights=atomo_weights["fresh"])[0]
     assert glue.is_zero_snr(v_model) and glue.is_v_prediction(v_model)
     assert len(v_model.model_options.get("sampler_post_cfg_function", [])) == 1
     assert not glue.is_zero_snr(eps_model) and not glue.is_v_prediction(eps_model)
-    out = run_sampler(comfy, base, v_model, steps=2, cfg=7.5, shape=(2, 4, 8, 8))
+    out = run_sampler(comfy, fox, v_model, steps=2, cfg=7.5, shape=(2, 4, 8, 8))
     assert torch.isfinite(out).all()

@@ -4,8 +4,11 @@ import math
 import pytest
 import torch
 
-from atomo_core import temporal_layers as tl
-from atomo_core.unet_sites import ATTENTION, CONV, atomovideo_sites, check_sites_fit, sd15_layout
+from pack import core
+
+tl = core("temporal_layers")
+ATTENTION, CONV, atomovideo_sites, check_sites_fit, sd15_layout = core(
+    "unet_sites", "ATTENTION", "CONV", "atomovideo_sites", "check_sites_fit", "sd15_layout")
 
 
 def randomize_(layer, seed=0):

@@ -5,10 +5,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atomo_core.errors import WeightFormatError
-from atomo_core.unet_sites import atomovideo_sites, sd15_layout
-from atomo_core.weight_files import load_temporal_weights, read_state_dict
-from atomo_core.weight_format import AtomoVideoMetadata, fresh_weights, load_atomovideo, save_atomovideo
+from pack import core
+
+WeightFormatError = core("errors", "WeightFormatError")
+atomovideo_sites, sd15_layout = core("unet_sites", "atomovideo_sites", "sd15_layout")
+load_temporal_weights, read_state_dict = core("weight_files", "load_temporal_weights", "read_state_dict")
+AtomoVideoMetadata, fresh_weights, load_atomovideo, save_atomovideo = core(
+    "weight_format", "AtomoVideoMetadata", "fresh_weights", "load_atomovideo", "save_atomovideo")
 
 class Payload:
     """A pickled object of an arbitrary class: what weights_only loading must refuse."""

@@ -29,6 +29,8 @@ from test_clip_injection_host import TINY_CLIP
 from test_image_projection import base_state_dict
 from test_loader_host import _write_lora
 
+from pack import core
+
 WORKFLOW_DIR = Path(__file__).resolve().parent.parent / "workflows"
 NAMES = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
 FRAMES, SIZE = 4, 64
@@ -91,15 +93,15 @@ def write_input_files(comfy) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def fixture_files(comfy, tiny_models, tmp_path_factory):
     """public file name -> fixture file name, with the fixture files written into the host's folders."""
-    from atomo_core.unet_sites import atomovideo_sites
-    from atomo_core.weight_format import fresh_weights, save_atomovideo
+    atomovideo_sites = core("unet_sites", "atomovideo_sites")
+    fresh_weights, save_atomovideo = core("weight_format", "fresh_weights", "save_atomovideo")
 
     models = comfy.models_dir
     model = comfy.load_checkpoint(tiny_models["checkpoint"])[0]
     unet = model.get_model_object("diffusion_model")
-    widths = [s["inner"] for s in comfy.pack_module("nodes.clip_vision_node").cross_attention_sites(unet)]
+    widths = [s.inner for s in comfy.pack_module("atomo_host.decoupled_attention").cross_attention_sites(unet)]
     # AtomoVideo file (v-prediction + zero terminal SNR) with an IP-Adapter-style image projection
-    sites = atomovideo_sites(comfy.pack_module("nodes.unet_inflation").host_layout(unet))
+    sites = atomovideo_sites(comfy.pack_module("atomo_host.inflation").host_layout(unet))
     w = fresh_weights(sites, image_tokens=4)
     ip = base_state_dict(widths, clip_dim=TINY_CLIP["projection_dim"])
     w.image_proj = {k[len("image_proj."):]: v for k, v in ip.items() if k.startswith("image_proj.")}

@@ -23,7 +23,10 @@ def score_file(video_path, image_path, *, fit_image=False, max_frames=None) -> d
     image = read_image(image_path)
     if fit_image:
         image = R.fit_image(image, video.shape[1], video.shape[2])
-    v, im = R.check_inputs(video, image, PROG, video_input="VIDEO", image_input="--image")
+    try:
+        v, im = R.check_inputs(video, image, video_input="VIDEO", image_input="--image")
+    except AtomoVideoError as e:
+        raise e.at(PROG) from None
     rep = R.evaluate(v, im)
     rep["source"] = {"video": str(video_path), "image": str(image_path), "image_fitted": bool(fit_image)}
     return rep
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description="AtomoVideo / AIGCBench-style metrics of image-to-video "
                                  "results: first-frame fidelity, image and temporal consistency, motion "
                                  "intensity, colour and brightness drift. CLIP similarities need a CLIP vision "
-                                 "model and are computed by the AtomoVideoMetrics node only.")
+                                 "model and are computed by the ComfyUI metrics node only.")
     ap.add_argument("videos", nargs="+", metavar="VIDEO",
                     help="video file (mp4/webm/mov/mkv via PyAV, gif/webp/apng via Pillow) or a folder of frames")
     ap.add_argument("--image", required=True, help="the input image the video was generated from")

@@ -10,7 +10,7 @@ import numpy as np
 COLOUR_SPACE = "CIELAB (D65, skimage.color.rgb2lab, sRGB input)"
 
 
-def lab_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def per_frame_lab(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-image mean and std of L*, a*, b*: two [N, 3] arrays for images [N, H, W, 3] in [0, 1]."""
     from skimage.color import rgb2lab
 
@@ -21,8 +21,8 @@ def lab_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def drift(video: np.ndarray, image: np.ndarray) -> dict:
     """Per-frame L*a*b* statistics and their change relative to frame 0 and to the input image."""
-    mean, std = lab_stats(video)
-    in_mean, in_std = lab_stats(image[None])
+    mean, std = per_frame_lab(video)
+    in_mean, in_std = per_frame_lab(image[None])
     in_mean, in_std = in_mean[0], in_std[0]
     d0 = mean - mean[0]
     din = mean - in_mean

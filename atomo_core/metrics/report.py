@@ -9,53 +9,53 @@ import math
 
 import numpy as np
 
-from ..errors import input_error
+from ..errors import AtomoVideoError
 from . import colour, fidelity, motion, temporal
 
 REPORT_VERSION = 1
 MIN_SIDE = 16  # SSIM's 7x7 window and DIS's patches need some room
 
 
-def as_frames(x, node: str, name: str, *, what: str) -> np.ndarray:
+def as_frames(x, name: str, *, what: str) -> np.ndarray:
     """A torch/numpy image batch [N, H, W, C] (or one image [H, W, C]) as float32 RGB numpy in [0, 1]."""
     if x is None:
-        raise input_error(node, name, f"no {what} was given.")
+        raise AtomoVideoError(name, f"no {what} was given.")
     if hasattr(x, "detach"):
         x = x.detach().cpu().float().numpy()
     a = np.asarray(x, dtype=np.float32)
     if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
         a = a[None]
     if a.ndim != 4:
-        raise input_error(node, name, f"expected an image batch [frames, height, width, channels], got shape "
+        raise AtomoVideoError(name, f"expected an image batch [frames, height, width, channels], got shape "
                                       f"{list(a.shape)}.")
     if a.shape[0] == 0:
-        raise input_error(node, name, f"the {what} is empty (0 frames).")
+        raise AtomoVideoError(name, f"the {what} is empty (0 frames).")
     if a.shape[-1] == 4:
         a = a[..., :3]  # RGBA: colour metrics are about the visible RGB
     elif a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
     if a.shape[-1] != 3:
-        raise input_error(node, name, f"expected RGB images (3 channels), got {a.shape[-1]} channels.")
+        raise AtomoVideoError(name, f"expected RGB images (3 channels), got {a.shape[-1]} channels.")
     if min(a.shape[1:3]) < MIN_SIDE:
-        raise input_error(node, name, f"frames are {a.shape[2]}x{a.shape[1]} px; at least {MIN_SIDE}x{MIN_SIDE} "
+        raise AtomoVideoError(name, f"frames are {a.shape[2]}x{a.shape[1]} px; at least {MIN_SIDE}x{MIN_SIDE} "
                                       "is needed.")
     if not np.isfinite(a).all():
-        raise input_error(node, name, f"the {what} contains NaN or infinite values.")
+        raise AtomoVideoError(name, f"the {what} contains NaN or infinite values.")
     return np.clip(a, 0.0, 1.0)
 
 
-def check_inputs(video, image, node: str, video_input: str = "video", image_input: str = "image"):
-    """Validated (video [F, H, W, 3], image [H, W, 3]) numpy arrays; errors name the node and the input."""
-    v = as_frames(video, node, video_input, what="video")
+def check_inputs(video, image, video_input: str = "video", image_input: str = "image"):
+    """Validated (video [F, H, W, 3], image [H, W, 3]) numpy arrays; errors name the input."""
+    v = as_frames(video, video_input, what="video")
     if v.shape[0] < 2:
-        raise input_error(node, video_input, "got a single frame; temporal consistency and motion need at least "
+        raise AtomoVideoError(video_input, "got a single frame; temporal consistency and motion need at least "
                                              "2 frames. Connect the whole decoded video batch.")
-    im = as_frames(image, node, image_input, what="input image")
+    im = as_frames(image, image_input, what="input image")
     if im.shape[0] != 1:
-        raise input_error(node, image_input, f"got {im.shape[0]} images; give the one input image the video was "
+        raise AtomoVideoError(image_input, f"got {im.shape[0]} images; give the one input image the video was "
                                              "generated from (pick it with ImageFromBatch).")
     if im.shape[1:3] != v.shape[1:3]:
-        raise input_error(node, image_input, f"the image is {im.shape[2]}x{im.shape[1]} px but the video is "
+        raise AtomoVideoError(image_input, f"the image is {im.shape[2]}x{im.shape[1]} px but the video is "
                                              f"{v.shape[2]}x{v.shape[1]} px; resize the image to the video size "
                                              "(e.g. ImageScale, or --fit-image in the command) so frames can be "
                                              "compared pixel by pixel.")

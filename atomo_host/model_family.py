@@ -1,5 +1,5 @@
 """Which base models the temporal layers fit: SD1.5 text-to-image UNets with 4 input channels only."""
-from ..atomo_core.errors import input_error
+from ..atomo_core.errors import AtomoVideoError
 
 # ComfyUI model-config class name -> what to call it in an error
 _FAMILIES = {
@@ -12,17 +12,17 @@ _FAMILIES = {
 }
 
 
-def check_sd15_base(model, node: str, input_name: str = "model") -> None:
+def check_sd15_base(model, field: str = "model") -> None:
     """Refuse anything that is not a plain SD1.5 UNet, naming what it is."""
     config = getattr(getattr(model, "model", None), "model_config", None)
     family = type(config).__name__ if config is not None else type(model).__name__
     if family != "SD15":
         what = _FAMILIES.get(family, f"a {family} model")
-        raise input_error(node, input_name,
-                          f"this is {what}; AtomoVideo temporal layers fit SD1.5 checkpoints only. "
-                          "Load an SD1.5 checkpoint (e.g. v1-5-pruned-emaonly or a community SD1.5 model).")
+        raise AtomoVideoError(field,
+                              f"this is {what}; AtomoVideo temporal layers fit SD1.5 checkpoints only. "
+                              "Load an SD1.5 checkpoint (e.g. v1-5-pruned-emaonly or a community SD1.5 model).")
     in_channels = config.unet_config.get("in_channels", 4)
     if in_channels != 4:
-        raise input_error(node, input_name,
-                          f"this is an SD1.5 model with {in_channels} input channels (an inpainting model); "
-                          "AtomoVideo widens the input itself. Use a regular 4-channel SD1.5 checkpoint.")
+        raise AtomoVideoError(field,
+                              f"this is an SD1.5 model with {in_channels} input channels (an inpainting model); "
+                              "AtomoVideo widens the input itself. Use a regular 4-channel SD1.5 checkpoint.")

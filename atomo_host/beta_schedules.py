@@ -6,14 +6,15 @@ way ComfyUI's ModelSamplingDiscrete node and AnimateDiff-Evolved's `autoselect` 
 (`comfy.model_base.model_sampling` with `sampling_settings = {"beta_schedule": ...}`): eps prediction, no zero
 terminal SNR. AnimateLCM gets "lcm": LCM-distilled sampling (50 original timesteps, LCM boundary conditions) on
 SD1.5's betas, the classes of ComfyUI's ModelSamplingDiscrete node with `sampling = lcm`, as AnimateDiff-Evolved's
-`lcm` schedule builds it. AtomoVideo's own v-prediction + zero-SNR sampling lives in `sampling_glue`.
+`lcm` schedule builds it. AtomoVideo's own v-prediction + zero-SNR sampling lives in `zero_snr`.
 """
 from __future__ import annotations
 
 import comfy.model_base
 
-SCHEDULES = ("scaled_linear", "sqrt_linear", "lcm")
-COMFY_BETAS = {"scaled_linear": "linear", "sqrt_linear": "sqrt_linear", "lcm": "linear"}  # ComfyUI's names
+from ..atomo_core.weight_format import BETA_SCHEDULES, LCM, SCALED_LINEAR, SQRT_LINEAR
+
+COMFY_BETAS = {SCALED_LINEAR: "linear", SQRT_LINEAR: "sqrt_linear", LCM: "linear"}  # ComfyUI's names
 
 
 class _ScheduleConfig:
@@ -22,13 +23,13 @@ class _ScheduleConfig:
 
 
 def eps_model_sampling(beta_schedule: str):
-    if beta_schedule not in SCHEDULES:
-        raise ValueError(f"beta schedule '{beta_schedule}'; expected one of {list(SCHEDULES)}")
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"beta schedule '{beta_schedule}'; expected one of {list(BETA_SCHEDULES)}")
     config = _ScheduleConfig(COMFY_BETAS[beta_schedule])
-    if beta_schedule == "lcm":
-        from comfy_extras.nodes_model_advanced import LCM, ModelSamplingDiscreteDistilled
+    if beta_schedule == LCM:
+        from comfy_extras.nodes_model_advanced import LCM as LCMPrediction, ModelSamplingDiscreteDistilled
 
-        class ModelSamplingLCM(ModelSamplingDiscreteDistilled, LCM):
+        class ModelSamplingLCM(ModelSamplingDiscreteDistilled, LCMPrediction):
             pass
 
         return ModelSamplingLCM(config)

@@ -25,14 +25,13 @@ import comfy.patcher_extension
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
-from .unet_inflation import frames_in_batch
+from ..atomo_core.weight_format import ACROSS_FRAMES_ALL, GROUPNORM_MODES, PER_FRAME
+from .conditioning import frames_in_batch
 
 KEY = "atomovideo_spatial_groupnorm"
-PER_FRAME, ACROSS_FRAMES = "per_frame", "across_frames"
-# ResBlock and final norms across frames, plus the spatial transformers' input norms, as AnimateDiff-Evolved's
-# global GroupNorm patch does (the original AnimateDiff v1/PIA code normalises transformer inputs per frame).
-ACROSS_FRAMES_ALL = "across_frames_all"
-MODES = (PER_FRAME, ACROSS_FRAMES, ACROSS_FRAMES_ALL)
+# ACROSS_FRAMES_ALL: ResBlock and final norms across frames, plus the spatial transformers' input norms, as
+# AnimateDiff-Evolved's global GroupNorm patch does (the original AnimateDiff v1/PIA code normalises transformer
+# inputs per frame).
 
 _FRAMES: ContextVar = ContextVar("atomovideo_spatial_groupnorm_frames", default=None)
 
@@ -80,8 +79,8 @@ def target_norms(unet, include_transformers: bool = False) -> dict:
 
 def apply_spatial_groupnorm(model, mode: str):
     """A clone of `model` whose spatial GroupNorms follow `mode` (PER_FRAME returns `model` unchanged)."""
-    if mode not in MODES:
-        raise ValueError(f"spatial GroupNorm mode '{mode}'; expected one of {list(MODES)}")
+    if mode not in GROUPNORM_MODES:
+        raise ValueError(f"spatial GroupNorm mode '{mode}'; expected one of {list(GROUPNORM_MODES)}")
     if mode == PER_FRAME:
         return model
     m = model.clone()

@@ -1,31 +1,20 @@
 """Zero-terminal-SNR v-prediction for a ComfyUI MODEL, through a clone's object patch and a post-CFG function.
 
-Shared by the loader (AtomoVideo weights whose metadata say v + zero SNR), the MODEL -> MODEL node and the
-sampler node, so the three can never disagree about the schedule or apply CFG rescale twice.
+Shared by the loader (AtomoVideo weights whose metadata say v + zero SNR), the MODEL -> MODEL node, every node
+that samples and the trainer's validation, so they can never disagree about the schedule or apply CFG rescale
+twice.
 """
 from __future__ import annotations
 
 import math
 
 import comfy.model_sampling
-import comfy.samplers
-import torch
 
 from ..atomo_core import noise_schedules as ns
+from ..atomo_core.errors import AtomoVideoError
 
 # Marks the pack's post-CFG function so a second application replaces it instead of stacking it.
 _RESCALE_TAG = "atomovideo_cfg_rescale"
-
-# Schedulers whose sigmas do not fit a zero-SNR model (sigma_max 4518.8): reason shown to the user.
-ZERO_SNR_UNSUITABLE_SCHEDULERS = {
-    "karras": "spends most steps between sigma 4518 and 100, all of which map to timesteps 990-999 (pure noise)",
-    "exponential": "spends most steps between sigma 4518 and 100, all of which map to timesteps 990-999 (pure noise)",
-    "linear_quadratic": "keeps almost every step at timestep 999 and then jumps to 0 in one step",
-    "kl_optimal": "does not start at the zero-SNR step and returns NaN at 1 step",
-    "ddim_uniform": "is 'leading' spacing: it starts at timestep ~961, not at the zero-SNR step 999, so sampling "
-                    "from pure noise starts at the wrong noise level (Lin et al. section 3.3)",
-}
-
 
 def is_zero_snr(model_patcher) -> bool:
     ms = model_patcher.get_model_object("model_sampling")
@@ -88,36 +77,11 @@ def apply_zero_snr_vprediction(model_patcher, cfg_rescale: float = ns.DEFAULT_CF
     The schedule keeps the model config's betas (SD1.5: scaled linear 0.00085-0.012) and rescales them the way
     ComfyUI's ModelSamplingDiscrete(zsnr) does, which clamps alpha_bar_T to 4.9e-8 (see noise_schedules).
     """
+    if not 0.0 <= cfg_rescale <= 1.0:
+        raise AtomoVideoError("cfg_rescale", f"must be in [0, 1], got {cfg_rescale}.")
+    if not isinstance(model_patcher.get_model_object("model_sampling"), comfy.model_sampling.ModelSamplingDiscrete):
+        raise AtomoVideoError("model", "this model does not use a discrete DDPM schedule (e.g. a flow or EDM "
+                              "model); zero-terminal-SNR v-prediction only applies to SD1.5-family models.")
     m = set_cfg_rescale(model_patcher, cfg_rescale)
     m.add_object_patch("model_sampling", zero_snr_vprediction_sampling(m.model.model_config))
     return m
-
-
-def trailing_sigmas(model_sampling, steps: int) -> torch.Tensor:
-    """diffusers' "trailing" timesteps as sigmas of the model's own schedule, ending in 0."""
-    n = len(model_sampling.sigmas)
-    t = ns.trailing_timesteps(steps, n)
-    sig = model_sampling.sigmas[t.to(model_sampling.sigmas.device)].float().cpu()
-    return torch.cat([sig, sig.new_zeros(1)])
-
-
-def scheduler_sigmas(model_sampling, scheduler: str, steps: int) -> torch.Tensor:
-    if scheduler == "trailing":
-        return trailing_sigmas(model_sampling, steps)
-    return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).float().cpu()
-
-
-def sampling_sigmas(model_sampling, sampler: str, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
-    """Sigmas exactly as ComfyUI's KSampler derives them (denoise, discarded penultimate sigma), plus trailing."""
-
-    def full(n):
-        if sampler in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
-            s = scheduler_sigmas(model_sampling, scheduler, n + 1)
-            return torch.cat([s[:-2], s[-1:]])
-        return scheduler_sigmas(model_sampling, scheduler, n)
-
-    if denoise is None or denoise > 0.9999:
-        return full(steps)
-    if denoise <= 0.0:
-        return torch.FloatTensor([])
-    return full(int(steps / denoise))[-(steps + 1):]

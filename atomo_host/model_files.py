@@ -1,0 +1,54 @@
+"""The pack's model folders and the one way its nodes find a file in them.
+
+Registration merges with entries that `extra_model_paths.yaml` may already have created (the YAML is read
+before custom nodes load, and creates unknown folder names with an empty extension set).
+"""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from ..atomo_core.errors import AtomoVideoError
+
+# folder name -> why it exists (shown in README and in "file not found" errors)
+PACK_FOLDERS = {
+    "atomovideo": "AtomoVideo temporal-layer files (.safetensors)",
+    "animatediff_models": "AnimateDiff motion modules and PIA (shared with AnimateDiff-Evolved)",
+    "ipadapter": "IP-Adapter SD1.5 image-projection files",
+}
+
+
+def register_model_folders() -> None:
+    exts = set(folder_paths.supported_pt_extensions)
+    for name in PACK_FOLDERS:
+        default = os.path.join(folder_paths.models_dir, name)
+        if name in folder_paths.folder_names_and_paths:
+            paths, known = folder_paths.folder_names_and_paths[name]
+            if default not in paths:
+                paths.append(default)
+            folder_paths.folder_names_and_paths[name] = (paths, set(known) | exts)
+        else:
+            folder_paths.folder_names_and_paths[name] = ([default], exts)
+
+
+def file_names(folders: tuple[str, ...]) -> list[str]:
+    """The files of `folders`, each name once, in folder order (the choices of a combo input)."""
+    names: list[str] = []
+    for folder in folders:
+        names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+    return names
+
+
+def folder_paths_of(folders: tuple[str, ...]) -> list[str]:
+    return [p for f in folders for p in folder_paths.get_folder_paths(f)]
+
+
+def file_path(folders: tuple[str, ...], name: str, field: str) -> str:
+    """The full path of `name` in the first of `folders` that has it; refused, as input `field`, otherwise."""
+    for folder in folders:
+        path = folder_paths.get_full_path(folder, name)
+        if path:
+            return path
+    raise AtomoVideoError(field, f"'{name}' was not found in {folder_paths_of(folders)}. Put the file there "
+                                 "(or in a folder named in extra_model_paths.yaml) and refresh.")
