@@ -34,9 +34,9 @@ _STATE_KEYS = ("seed", "size", "crop", "batch", "clips", "frame_stride", "lr", "
 @dataclass
 class Config:
     out: str
-    steps: int = 3000
+    steps: int = 2400
     batch: int = 8
-    crop: int = 24
+    crop: int = 32
     size: int = 64
     clips: int = 512
     frame_stride: int = 4
