@@ -34,7 +34,7 @@ _STATE_KEYS = ("seed", "size", "crop", "batch", "clips", "frame_stride", "lr", "
 @dataclass
 class Config:
     out: str
-    steps: int = 2400
+    steps: int = 1500
     batch: int = 8
     crop: int = 32
     size: int = 64
