@@ -107,7 +107,10 @@ def clip_spec(seed: int, frames: int = 32, size: int = 64) -> ClipSpec:
     background = str(rng.choice(BACKGROUNDS))
     bg_a = str(rng.choice(list(COLOURS)))
     bg_b = bg_a if background == "plain" else _contrasting(rng, [bg_a], 90.0)
-    bg_params = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(6, 16) * size / 64), float(rng.uniform(0, 1)))
+    # Texture periods of 16-32 px at 64 px (stripe period, two checker cells): at or above the Nyquist period of an
+    # SD-style latent grid (one latent per 8 px). With 6-16 px the real TAESD reconstructed stripes at 15.7 dB
+    # (now 20.3) against 26 dB on plain backgrounds.
+    bg_params = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(16, 32) * size / 64), float(rng.uniform(0, 1)))
     n_obj = int(rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15]))
     objects = []
     for _ in range(n_obj):
@@ -180,7 +183,8 @@ def _background(spec: ClipSpec) -> np.ndarray:
     elif spec.background == "stripes":
         w = 0.5 + 0.5 * np.sin(2 * math.pi * (proj / period + phase))
     elif spec.background == "checkerboard":
-        w = ((np.floor(x / period) + np.floor(y / period)) % 2).astype(np.float64)
+        cell = period / 2
+        w = ((np.floor(x / cell) + np.floor(y / cell)) % 2).astype(np.float64)
     else:  # noise: smooth value noise from a 6x6 grid of the clip's own random values, bilinearly upsampled
         g = np.random.default_rng(spec.seed ^ 0x5EED).random((6, 6))
         gx, gy = x / s * 5, y / s * 5
