@@ -104,7 +104,8 @@ def save_taesd_files(model: TinyAutoencoder, out_dir: Path, dtype=torch.float16,
     dec = {k: v.detach().to(dtype).contiguous() for k, v in model.decoder.state_dict().items()}
     paths = {"encoder": out_dir / "taesd_encoder.safetensors", "decoder": out_dir / "taesd_decoder.safetensors",
              "combined": out_dir / "atomo_demo_vae.safetensors"}
-    meta = {"format": "pt", "layout": "taesd", "source": "atomo_demo.train_vae (trained from scratch on atomo_demo.world)"}
+    meta = {"format": "pt", "layout": "taesd",
+            "source": "atomo_demo.train_vae (trained from scratch on atomo_demo.world)"}
     save_file(enc, str(paths["encoder"]), metadata=meta)
     save_file(dec, str(paths["decoder"]), metadata=meta)
     combined = {f"taesd_encoder.{k}": v for k, v in enc.items()}

@@ -284,7 +284,8 @@ def caption(spec: ClipSpec) -> str:
         name = f"digit {o.digit}" if o.shape == "digit" else o.shape
         motions = []
         if o.velocity != (0.0, 0.0):
-            motions.append(f"moving {_direction(*o.velocity)}" + (" and bouncing off the edges" if _bounces(spec, o) else ""))
+            bounce = " and bouncing off the edges" if _bounces(spec, o) else ""
+            motions.append(f"moving {_direction(*o.velocity)}{bounce}")
         if o.omega:
             motions.append("rotating " + ("clockwise" if o.omega > 0 else "counter-clockwise"))
         if o.scale_amp:
@@ -353,7 +354,8 @@ def _gif_palette_frames(frames: np.ndarray, fps: int) -> list:
     import av
 
     g = av.filter.Graph()
-    src = g.add_buffer(width=frames.shape[2], height=frames.shape[1], format="rgb24", time_base=fractions.Fraction(1, fps))
+    src = g.add_buffer(width=frames.shape[2], height=frames.shape[1], format="rgb24",
+                       time_base=fractions.Fraction(1, fps))
     split, gen = g.add("split"), g.add("palettegen", "stats_mode=full")
     use, sink = g.add("paletteuse", "dither=none"), g.add("buffersink")
     src.link_to(split)
