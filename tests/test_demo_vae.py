@@ -6,8 +6,10 @@ import json
 import pytest
 import torch
 
-from atomo_demo import train_vae, world
-from atomo_demo.taesd_layout import TinyAutoencoder, load_taesd_files
+from pack import module
+
+train_vae, world = module("atomo_demo", "train_vae", "world")
+TinyAutoencoder, load_taesd_files = module("atomo_demo.taesd_layout", "TinyAutoencoder", "load_taesd_files")
 
 
 def _cfg(out, **kw):

@@ -4,8 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atomo_demo import train_vae, world
-from atomo_demo.taesd_layout import SD15_VAE_SCALE, TinyAutoencoder, load_taesd_files
+from pack import module
+
+train_vae, world = module("atomo_demo", "train_vae", "world")
+SD15_VAE_SCALE, TinyAutoencoder, load_taesd_files = module("atomo_demo.taesd_layout", "SD15_VAE_SCALE", "TinyAutoencoder",
+                                                           "load_taesd_files")
 
 pytestmark = pytest.mark.host
 

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from atomo_demo import world
+from pack import module
+
+world = module("atomo_demo.world")
 
 SYMMETRIC = {"circle", "square", "diamond", "star", "ring", "cross", "triangle"}
 
