@@ -9,6 +9,7 @@ where an uninterrupted run would be (the data position is the step count).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -30,11 +31,15 @@ def sample_seed(seed: int, n: int) -> int:
     return (seed * _MIX + n * 0xBF58476D1CE4E5B9 + 1) % (2 ** 63)
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(size, generator=torch.Generator().manual_seed(sample_seed(seed, -1 - epoch)))
+
+
 def dataset_index(n: int, size: int, seed: int) -> int:
     """Epoch-wise shuffled order: position n of the endless stream of clips."""
     epoch, pos = divmod(n, size)
-    perm = torch.randperm(size, generator=torch.Generator().manual_seed(sample_seed(seed, -1 - epoch)))
-    return int(perm[pos])
+    return int(_epoch_order(size, seed, epoch)[pos])
 
 
 @dataclass
@@ -51,7 +56,7 @@ def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metada
                 alphas_cumprod: torch.Tensor, timestep: int | None = None, first_frame_only: bool = False) -> Sample:
     """One clip's training inputs. `timestep`/`first_frame_only` fix the draws for the eval loss."""
     g = torch.Generator().manual_seed(sample_seed(seed, n))
-    x0 = item["latents"][:frames].float()
+    x0 = item["latents"][:frames].detach().float()
     if x0.shape[0] < frames:
         raise ConfigError("data.frames", f"clip '{item.get('clip_id')}' has {x0.shape[0]} cached frames, the run "
                           f"wants {frames}; rebuild the cache (cache --rebuild) for these settings")
@@ -66,7 +71,7 @@ def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metada
     ab = alphas_cumprod[t].float()
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     target = ns.v_from_x0_eps(x0, noise, ab)
-    text = null_text if d.drop_text else item["text"]
+    text = (null_text if d.drop_text else item["text"]).detach()
     concat = build_concat(metadata.channel_layout, x0, image, mask, metadata.mask_polarity)
     return Sample(x_t, torch.full((frames,), float(t)), text.float().unsqueeze(0).expand(frames, *text.shape),
                   concat, target, loss_frames(d, draws_cfg).float())
@@ -120,6 +125,8 @@ class RunResult:
     losses: list             # mean training loss of every step (all processes)
     weights: Path | None     # the last weight file written
     step: int
+    module: object = None    # the (prepared) trainable module and optimizer, for inspection
+    optimizer: object = None
 
 
 def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume: str | None = None,
@@ -224,7 +231,7 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
         bar.close()
     if accelerator.log_with:
         accelerator.end_training()
-    return RunResult(losses, weights_path, progress.step)
+    return RunResult(losses, weights_path, progress.step, module, optimizer)
 
 
 def save_weights(cfg, tm, accelerator, module, ema, step: int, final: bool) -> Path | None:
