@@ -129,6 +129,13 @@ def test_other_settings_are_refused_or_rebuilt(tmp_path, videos):
     ds = CachedClips(tmp_path / "cache")
     assert ds[0]["latents"].shape == (4, 4, 16, 16) and ds.fingerprint["data"]["size"] == [128, 128]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["index.json", "shard-00000.safetensors"]
+    want = C.cache_fingerprint(_cfg(tmp_path, size=128), FP, with_image_tokens=True)
+    assert len(CachedClips(tmp_path / "cache", expect=want)) == 2
+    with pytest.raises(ConfigError, match=r"data.size: cache \[128, 128\], now \[64, 64\]"):
+        CachedClips(tmp_path / "cache", expect=C.cache_fingerprint(_cfg(tmp_path), FP, with_image_tokens=True))
+    info = C.summary(tmp_path / "cache")
+    assert (info["train"], info["val"], info["shards"]) == (2, 0, 1) and len(info["skipped"]) == 2
+    assert info["bytes"] == (tmp_path / "cache" / "shard-00000.safetensors").stat().st_size
 
 
 def test_interrupted_build_resumes_without_redoing_finished_shards(tmp_path, videos):

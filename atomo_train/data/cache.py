@@ -163,6 +163,26 @@ def load_index(root: Path) -> dict | None:
                           f"(`cache --rebuild`) or choose another data.cache_dir") from e
 
 
+def check_fingerprint(root: Path, index: dict, want: dict) -> None:
+    """Refuse a cache built for other settings, naming each difference."""
+    if index.get("fingerprint") != want:
+        diffs = _differences(index.get("fingerprint"), want)
+        raise ConfigError("data.cache_dir", f"the cache in '{root}' was built for other settings "
+                          f"({'; '.join(diffs)}); rebuild it (`python -m atomo_train cache --rebuild`) or set "
+                          f"another data.cache_dir")
+
+
+def summary(root: Path) -> dict:
+    """Counts for the cache step's report: clips per split, skipped videos (path, reason), shards, bytes."""
+    index = load_index(root)
+    if index is None:
+        return {"train": 0, "val": 0, "skipped": [], "shards": 0, "bytes": 0}
+    clips = list(_clips(index))
+    return {"train": sum(c.get("split") == "train" for c in clips), "val": sum(c.get("split") == "val" for c in clips),
+            "skipped": index.get("skipped", []), "shards": len(index["shards"]),
+            "bytes": sum((Path(root) / s).stat().st_size for s in index["shards"] if (Path(root) / s).exists())}
+
+
 def _differences(old, new, prefix="") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -186,11 +206,8 @@ class _Writer:
             if ".tmp-" in p.name:
                 p.unlink(missing_ok=True)
         index = load_index(root) if not rebuild else None
-        if index is not None and index.get("fingerprint") != fingerprint:
-            diffs = _differences(index.get("fingerprint"), fingerprint)
-            raise ConfigError("data.cache_dir", f"the cache in '{root}' was built for other settings "
-                              f"({'; '.join(diffs)}); rebuild it (`python -m atomo_train cache --rebuild`) or set "
-                              f"another data.cache_dir")
+        if index is not None:
+            check_fingerprint(root, index, fingerprint)
         if rebuild or index is None:
             for p in _owned_files(root):
                 p.unlink()

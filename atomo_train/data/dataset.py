@@ -8,16 +8,19 @@ from safetensors import safe_open
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .cache import load_index
+from .cache import check_fingerprint, load_index
 
 SPLITS = ("train", "val")
 
 
 class CachedClips(Dataset):
     """Items: {"latents": float32 [F,4,h,w], "text": float32 [L,D], "image_tokens": float32 [F,T,D] (only when
-    the cache has them), "clip_id": str}, in a fixed order (by source, then clip id)."""
+    the cache has them), "clip_id": str}, in a fixed order (by source, then clip id).
 
-    def __init__(self, cache_dir: str | Path, split: str = "train"):
+    `expect`: the fingerprint this run needs (`cache.cache_fingerprint(...)`); a cache made for anything else is
+    refused, as `build_cache` does."""
+
+    def __init__(self, cache_dir: str | Path, split: str = "train", expect: dict | None = None):
         if split not in SPLITS:
             raise ValueError(f"CachedClips: split must be one of {SPLITS}, got {split!r}")
         self.root = Path(cache_dir)
@@ -25,6 +28,8 @@ class CachedClips(Dataset):
         if index is None:
             raise ConfigError("data.cache_dir", f"no training cache in '{self.root}'; build it first "
                               f"(`python -m atomo_train cache --config my_run.toml`)")
+        if expect is not None:
+            check_fingerprint(self.root, index, expect)
         self.fingerprint: dict = index["fingerprint"]
         self.skipped: list[dict] = index.get("skipped", [])
         self.records = [c for src in ("data", "val") for name in sorted(index["videos"].get(src, {}))
