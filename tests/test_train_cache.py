@@ -128,7 +128,8 @@ def test_other_settings_are_refused_or_rebuilt(tmp_path, videos):
     assert enc.vae_calls == calls + 2
     ds = CachedClips(tmp_path / "cache")
     assert ds[0]["latents"].shape == (4, 4, 16, 16) and ds.fingerprint["data"]["size"] == [128, 128]
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["index.json", "shard-00000.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".lock", "index.json",
+                                                                       "shard-00000.safetensors"]
     want = C.cache_fingerprint(_cfg(tmp_path, size=128), FP, with_image_tokens=True)
     assert len(CachedClips(tmp_path / "cache", expect=want)) == 2
     with pytest.raises(ConfigError, match=r"data.size: cache \[128, 128\], now \[64, 64\]"):
@@ -243,3 +244,26 @@ def test_val_fraction_holds_out_that_share():
     assert sorted(e["clips"][0]["split"] for e in two["videos"]["data"].values()) == ["train", "val"]
     C._assign_splits(two, DataConfig.from_dict({"path": "v", "val_fraction": 0.9}))
     assert sorted(e["clips"][0]["split"] for e in two["videos"]["data"].values()) == ["train", "val"]
+
+
+def test_concurrent_builders_wait_for_each_other(tmp_path, videos):
+    import threading
+    import time
+
+    cfg = _cfg(tmp_path)
+    cfg.cache_path.mkdir(parents=True)
+    first, second = Counting(), Counting()
+    started = threading.Event()
+
+    def slow_vae(x):
+        started.set()
+        time.sleep(0.5)
+        return first.vae(x)
+
+    t = threading.Thread(target=C.build_cache, args=(cfg, C.Encoders(slow_vae, first.text, first.image), FP))
+    t.start()
+    started.wait(10)
+    C.build_cache(cfg, second.encoders, FP)  # blocks until the first build is done, then has nothing to do
+    t.join()
+    assert first.vae_calls == 2 and second.vae_calls == 0
+    assert len(CachedClips(cfg.cache_path)) == 2

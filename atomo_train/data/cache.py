@@ -9,7 +9,8 @@ name and renamed into place, and the index is rewritten after each shard, so an 
 at most one shard of work and the next build carries on from there. Videos already cached and unchanged (size,
 modification time, caption) are not encoded again; new ones are added.
 
-Build on one process only (the main process of a distributed run) and let the others wait for it.
+A lock file serialises builders (fcntl, where the platform has it): every process of a distributed run may call
+`build_cache`; the first encodes, the others wait and then find nothing left to do.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,6 +76,26 @@ def build_cache(cfg: DataConfig, encoders: Encoders, fingerprint: dict, *, rebui
     except OSError as e:
         raise ConfigError("data.cache_dir", f"cannot create the cache folder '{root}': {e}") from e
     want = cache_fingerprint(cfg, fingerprint, encoders.image_encode is not None)
+    with _locked(root):
+        return _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips)
+
+
+@contextmanager
+def _locked(root: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per machine there anyway
+        yield
+        return
+    with open(root / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips) -> Path:
     writer = _Writer(root, want, rebuild)
     index = writer.index
 
