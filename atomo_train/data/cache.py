@@ -36,6 +36,7 @@ log = logging.getLogger("atomo_train.data")
 CACHE_VERSION = 1
 INDEX = "index.json"
 SHARD_CLIPS = 32
+SHARD_BYTES = 512 * 2**20  # a shard is written after 32 clips or 512 MiB, whichever comes first
 TOKEN_DTYPE = torch.float16  # CLIP tokens of every frame are the bulk of the cache; latents/text stay float32
 
 
@@ -116,7 +117,7 @@ def _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips) -
                 encoded = [(c.clip_id, c.frame_indices, _latents(encoders, c.pixels, cfg),
                             _tokens(encoders, c.pixels)) for c in clips]
                 writer.add_video(src, item, sig, text, encoded)
-                if writer.pending_clips >= shard_clips:
+                if writer.pending_clips >= shard_clips or writer.pending_bytes() >= SHARD_BYTES:
                     writer.flush()
         done += 1
         if progress is not None:
@@ -275,6 +276,9 @@ class _Writer:
             clips.append(rec)
         self.pending.append((src, item.name, {"path": str(item.path), "signature": sig, "clips": clips}))
         self.pending_clips += len(clips)
+
+    def pending_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
     def flush(self) -> None:
         if self.tensors:

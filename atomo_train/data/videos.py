@@ -299,18 +299,21 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], crop: str,
     """uint8 [F,H,W,3] -> float32 [F,3,h,w] in [0,1]: scaled (antialiased) so it covers (w, h), then cropped at
     the centre or at one random offset for the whole clip."""
     w, h = size
-    x = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    H, W = x.shape[-2:]
+    H, W = frames.shape[1:3]
     scale = max(w / W, h / H)
     nh, nw = max(h, math.ceil(H * scale - 1e-6)), max(w, math.ceil(W * scale - 1e-6))
-    if (nh, nw) != (H, W):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
     if crop == "random":
         top = int(torch.randint(nh - h + 1, (), generator=generator))
         left = int(torch.randint(nw - w + 1, (), generator=generator))
     else:
         top, left = (nh - h) // 2, (nw - w) // 2
-    return x[:, :, top:top + h, left:left + w].contiguous()
+    out = torch.empty(frames.shape[0], 3, h, w)
+    for i, fr in enumerate(frames):  # one frame at a time: a 4K clip as float would take gigabytes
+        x = fr.permute(2, 0, 1)[None].float().div_(255.0)
+        if (nh, nw) != (H, W):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+        out[i] = x[0, :, top:top + h, left:left + w]
+    return out
 
 
 def load_clips(item: VideoItem, cfg: DataConfig) -> list[Clip]:
