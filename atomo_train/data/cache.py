@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError
 from .config import DataConfig
-from .videos import Skipped, VideoError, VideoItem, discover, load_clips
+from .videos import VideoError, VideoItem, discover, load_clips
 
 log = logging.getLogger("atomo_train.data")
 
@@ -114,7 +114,7 @@ def _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips) -
                 writer.add_skipped(src, item, sig, str(e))
             else:
                 text = _text(encoders, [item.caption])[0]
-                encoded = [(c.clip_id, c.frame_indices, _latents(encoders, c.pixels, cfg),
+                encoded = [(c.clip_id, c.frame_indices, _latents(encoders, c.pixels),
                             _tokens(encoders, c.pixels)) for c in clips]
                 writer.add_video(src, item, sig, text, encoded)
                 if writer.pending_clips >= shard_clips or writer.pending_bytes() >= SHARD_BYTES:
@@ -132,7 +132,7 @@ def _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips) -
 
 # --------------------------------------------------------------------------------------------- encoding checks
 
-def _latents(enc: Encoders, pixels: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+def _latents(enc: Encoders, pixels: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         z = enc.vae_encode(pixels)
     f, _, h, w = pixels.shape
