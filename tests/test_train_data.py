@@ -180,3 +180,21 @@ def test_resize_covers_then_crops(tmp_path):
         assert len(xs_per_frame) == 1  # one offset for the whole clip
         lefts.add(round(xs_per_frame.pop()))
     assert len(lefts) > 10  # offsets vary across seeds (65 possible)
+
+
+@pytest.mark.parametrize("fmt, min_psnr", [("mp4", 38.0), ("gif", 40.0), ("webp", 99.0)])
+def test_demo_world_clips_read_back(tmp_path, fmt, min_psnr):
+    from atomo_demo import world
+
+    paths = world.write_clips(tmp_path, "train", 2, frames=12, size=64, fmt=fmt)
+    items, skipped = V.discover(tmp_path)
+    assert not skipped and [i.path for i in items] == sorted(paths)
+    cfg = DataConfig.from_dict({"path": str(tmp_path), "frames": 4, "stride": 3, "start": "fixed", "size": 64})
+    for item, seed in zip(items, world.split_seeds("train", 2)):
+        truth, caption = world.make_clip(seed, 12, 64)
+        assert item.caption == caption
+        (clip,) = V.load_clips(item, cfg)
+        assert clip.frame_indices == [0, 3, 6, 9]
+        want = torch.from_numpy(truth[[0, 3, 6, 9]]).permute(0, 3, 1, 2).float() / 255
+        mse = (clip.pixels - want).pow(2).mean().item()
+        assert 10 * np.log10(1 / max(mse, 1e-12)) > min_psnr

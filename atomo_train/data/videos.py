@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .config import DataConfig
 
-VIDEO_EXTS = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".m4v", ".avi")
+VIDEO_EXTS = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".m4v", ".avi", ".webp")
+PIL_EXTS = (".webp",)  # animated WebP (ComfyUI's SaveAnimatedWEBP, atomo_demo): FFmpeg does not decode it
 LIST_EXTS = (".csv", ".jsonl")
 
 
@@ -151,6 +152,8 @@ def _from_list(list_file: Path, key: str) -> tuple[list[VideoItem], list[Skipped
 
 def frame_times(path: Path) -> list[float]:
     """Presentation times (seconds from the first frame) of every frame, from the container, without decoding."""
+    if Path(path).suffix.lower() in PIL_EXTS:
+        return _pil_frame_times(path)
     import av
 
     try:
@@ -171,6 +174,8 @@ def frame_times(path: Path) -> list[float]:
 
 def read_frames(path: Path, indices: list[int]) -> torch.Tensor:
     """uint8 [len(indices), H, W, 3] RGB; indices may repeat (fps above the source rate). Decodes up to the last."""
+    if Path(path).suffix.lower() in PIL_EXTS:
+        return _pil_read_frames(path, indices)
     import av
 
     wanted = set(indices)
@@ -195,6 +200,42 @@ def read_frames(path: Path, indices: list[int]) -> torch.Tensor:
     shapes = {t.shape for t in got.values()}
     if len(shapes) > 1:
         raise VideoError(f"frame size changes inside the clip ({sorted(shapes)})")
+    return torch.stack([got[i] for i in indices])
+
+
+def _pil_frame_times(path: Path) -> list[float]:
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as im:
+            durations = [fr.info.get("duration", 0) or 0 for fr in ImageSequence.Iterator(im)]
+    except Exception as e:
+        raise VideoError(f"unreadable ({type(e).__name__}: {e})") from e
+    if not durations:
+        raise VideoError("no frames")
+    times, t = [], 0.0
+    for d in durations:
+        times.append(t / 1000.0)
+        t += d if d > 0 else 1000.0 / 8  # a frame without a duration: 8 fps, ComfyUI's default
+    return times
+
+
+def _pil_read_frames(path: Path, indices: list[int]) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    wanted, got = set(indices), {}
+    try:
+        with Image.open(path) as im:
+            for i, fr in enumerate(ImageSequence.Iterator(im)):
+                if i in wanted:
+                    got[i] = torch.from_numpy(np.asarray(fr.convert("RGB")).copy())
+                if i >= max(indices):
+                    break
+    except Exception as e:
+        raise VideoError(f"decoding failed after {len(got)} of {len(wanted)} frames ({type(e).__name__}: {e})") from e
+    if len(got) < len(wanted):
+        raise VideoError(f"only {len(got)} of the {len(wanted)} needed frames could be decoded")
     return torch.stack([got[i] for i in indices])
 
 
@@ -258,18 +299,21 @@ def resize_crop(frames: torch.Tensor, size: tuple[int, int], crop: str,
     """uint8 [F,H,W,3] -> float32 [F,3,h,w] in [0,1]: scaled (antialiased) so it covers (w, h), then cropped at
     the centre or at one random offset for the whole clip."""
     w, h = size
-    x = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    H, W = x.shape[-2:]
+    H, W = frames.shape[1:3]
     scale = max(w / W, h / H)
     nh, nw = max(h, math.ceil(H * scale - 1e-6)), max(w, math.ceil(W * scale - 1e-6))
-    if (nh, nw) != (H, W):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
     if crop == "random":
         top = int(torch.randint(nh - h + 1, (), generator=generator))
         left = int(torch.randint(nw - w + 1, (), generator=generator))
     else:
         top, left = (nh - h) // 2, (nw - w) // 2
-    return x[:, :, top:top + h, left:left + w].contiguous()
+    out = torch.empty(frames.shape[0], 3, h, w)
+    for i, fr in enumerate(frames):  # one frame at a time: a 4K clip as float would take gigabytes
+        x = fr.permute(2, 0, 1)[None].float().div_(255.0)
+        if (nh, nw) != (H, W):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+        out[i] = x[0, :, top:top + h, left:left + w]
+    return out
 
 
 def load_clips(item: VideoItem, cfg: DataConfig) -> list[Clip]:
