@@ -18,7 +18,10 @@ from .errors import ConfigError
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m atomo_train",
                                 description="Train AtomoVideo temporal layers on your SD1.5 checkpoint.")
-    p.add_argument("command", nargs="?", choices=("train", "cache"), default="train")
+    p.add_argument("command", nargs="?", choices=("train", "cache", "tiny-base"), default="train",
+                   help="train (default); cache: only build the data cache; tiny-base PATH: write a tiny random "
+                        "SD1.5-detected checkpoint for smoke runs")
+    p.add_argument("path", nargs="?", help="tiny-base: the .safetensors file to write")
     p.add_argument("--config", help="the run's TOML file (see README, Training)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key; value in TOML syntax, e.g. --set optim.lr=3e-5")
@@ -46,12 +49,15 @@ def build_cache(cfg, base, rebuild: bool, log=print) -> Path:
     from .encoders import build_encoders
 
     fingerprint = {"checkpoint": file_fingerprint(cfg.model.checkpoint)}
-    return data_build_cache(cfg.data, build_encoders(base), fingerprint, rebuild=rebuild, progress=log)
+
+    def progress(done: int, total: int, name: str) -> None:
+        log(f"atomo_train: cache {done}/{total} {name}")
+
+    return data_build_cache(cfg.data, build_encoders(base), fingerprint, rebuild=rebuild, progress=progress)
 
 
 def run_train(args, cfg) -> int:
     from .data.dataset import CachedClips
-    from .encoders import text_encoder
     from .loop import make_accelerator, train
     from .model_setup import TrainerModel, initial_weights, load_base, unet_layout
     from .validation import Validator
@@ -69,7 +75,7 @@ def run_train(args, cfg) -> int:
             val = dataset
     except (ConfigError, FileNotFoundError, KeyError, ValueError):
         val = dataset
-    null_text = text_encoder(base.clip)([""])[0]
+    null_text = dataset.null_text
     weights = initial_weights(cfg.model, cfg.init, unet_layout(base.patcher))
     tm = TrainerModel(base, weights, cfg.data.frames, checkpointing=cfg.model.gradient_checkpointing)
     validator = Validator(cfg, tm, base.vae, val, null_text) if cfg.validation.every else None
@@ -85,6 +91,14 @@ def run_train(args, cfg) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "tiny-base":
+        from .tiny_base import write_tiny_base
+
+        if not args.path:
+            print("atomo_train: tiny-base needs the path of the checkpoint to write", file=sys.stderr)
+            return 2
+        print(f"atomo_train: wrote {write_tiny_base(Path(args.path))}")
+        return 0
     try:
         cfg = load_config(args.config, args.overrides)
         if args.command == "cache":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -185,6 +186,7 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
     module.train()
     while progress.step < end:
         step = progress.step
+        step_start = time.perf_counter()
         lr = learning_rate(o, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -209,6 +211,7 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
             raise FloatingPointError(f"atomo_train: loss is {mean_loss} at step {step}; lower optim.lr or use "
                                      "optim.mixed_precision = \"bf16\"/\"no\", then --resume latest")
         losses.append(mean_loss)
+        step_time = time.perf_counter() - step_start
         progress.step += 1
         progress.samples += o.batch_size
         if bar is not None:
@@ -217,8 +220,12 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
             bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.2f}", refresh=False)
             bar.update(1)
             t_last, samples_last = now, progress.samples
-        if accelerator.log_with and progress.step % out.log_every == 0:
-            accelerator.log({"train/loss": mean_loss, "train/lr": lr}, step=progress.step)
+        if progress.step % out.log_every == 0:
+            if accelerator.log_with:
+                accelerator.log({"train/loss": mean_loss, "train/lr": lr}, step=progress.step)
+            if accelerator.is_main_process:
+                log_line(out.dir, {"step": progress.step, "loss": mean_loss, "lr": lr,
+                                   "samples_per_s": round(o.batch_size / max(step_time, 1e-9), 4)})
         last = progress.step == end
         if progress.step % out.save_every == 0 or last:
             weights_path = save_weights(cfg, tm, accelerator, module, ema, progress.step,
@@ -232,6 +239,13 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
     if accelerator.log_with:
         accelerator.end_training()
     return RunResult(losses, weights_path, progress.step, module, optimizer)
+
+
+def log_line(output_dir: Path, record: dict) -> None:
+    """`train_log.jsonl` in output.dir: one line per logged step (also what the README's smoke test reads)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / "train_log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def save_weights(cfg, tm, accelerator, module, ema, step: int, final: bool) -> Path | None:

@@ -30,22 +30,25 @@ def accelerator(mods, cfg):
     return mods["loop"].make_accelerator(cfg, log=False)
 
 
-def test_smoke_run_loss_decreases_base_untouched_and_the_file_is_the_loaders(comfy, tiny_models, clips, mods,
+def test_short_run_leaves_the_base_bit_identical_and_writes_weights_and_states(comfy, tiny_models, clips, mods,
                                                                              tmp_path):
     dataset, null_text = clips
-    cfg, base, tm = make_run(comfy, tiny_models, mods, tmp_path, optim={"max_steps": 40, "lr": 2e-3})
+    cfg, base, tm = make_run(comfy, tiny_models, mods, tmp_path, optim={"max_steps": 4}, output={"save_every": 2})
     before = mods["model_setup"].base_state(base)
     result = mods["loop"].train(cfg, tm, dataset, null_text, accelerator=accelerator(mods, cfg),
                                 progress_bar=False)
     tm.detach()
-    q = len(result.losses) // 4
-    first, last = sum(result.losses[:q]) / q, sum(result.losses[-q:]) / q
-    print("losses", [round(x, 4) for x in result.losses])
-    assert last < 0.8 * first, (first, last)
+    assert len(result.losses) == 4
     after = mods["model_setup"].base_state(base)
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.weights is not None and result.weights.is_file()
+    names = sorted(p.name for p in cfg.output.dir.glob("*.safetensors"))
+    assert names == ["atomovideo-step00000002.safetensors", "atomovideo-step00000004.safetensors",
+                     "atomovideo.safetensors"]
+    assert [p.name for p in mods["loop"].checkpoints.list_states(cfg.output.dir)] == ["step-00000004"]
+    log = (cfg.output.dir / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 4
 
 
 def params_of(result) -> dict:
