@@ -76,7 +76,7 @@ def run_train(args, cfg) -> int:
     except (ConfigError, FileNotFoundError, KeyError, ValueError):
         val = dataset
     null_text = dataset.null_text
-    weights = initial_weights(cfg.model, cfg.init, unet_layout(base.patcher))
+    weights = initial_weights(cfg.model, cfg.init, unet_layout(base.patcher), cfg.optim.seed)
     tm = TrainerModel(base, weights, cfg.data.frames, checkpointing=cfg.model.gradient_checkpointing)
     validator = Validator(cfg, tm, base.vae, val, null_text) if cfg.validation.every else None
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
@@ -94,9 +95,18 @@ def _read_public(path: Path, key: str, layout: dict) -> AtomoVideoWeights:
         raise ConfigError(key, f"{e}. Give a file of the kind this key expects.") from None
 
 
-def initial_weights(model_cfg, init_cfg, layout: dict) -> AtomoVideoWeights:
+def initial_weights(model_cfg, init_cfg, layout: dict, seed: int = 0) -> AtomoVideoWeights:
     """Fresh AtomoVideo layers (identity), with the temporal attention from an AnimateDiff motion module and the
-    extra conv_in channels from PIA when `[init]` names those files."""
+    extra conv_in channels from PIA when `[init]` names those files.
+
+    The random parts (the attention projections before their zero output) are drawn from `seed`, so every
+    process and every run with the same config starts from the same values."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _initial_weights(model_cfg, init_cfg, layout)
+
+
+def _initial_weights(model_cfg, init_cfg, layout: dict) -> AtomoVideoWeights:
     conv_sites = atomovideo_sites(layout, temporal_conv=model_cfg.temporal_conv)
     conv_sites = [s for s in conv_sites if s.kind == CONV]
     max_frames = model_cfg.max_frames
@@ -152,6 +162,9 @@ class WidenedConvIn(nn.Module):
         self.extra = extra
 
     def forward(self, x):
+        if self.base.weight.shape[1] != 4:
+            raise RuntimeError(f"{WHO}: conv_in has {self.base.weight.shape[1]} input channels, expected the "
+                               "checkpoint's 4; another model's patches are still applied (unload it first)")
         weight = torch.cat([self.base.weight.to(self.extra.dtype), self.extra], dim=1)
         bias = None if self.base.bias is None else self.base.bias.to(self.extra.dtype)
         return F.conv2d(x, weight, bias, self.base.stride, self.base.padding)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+import comfy.model_management
+
 from ..atomo_core import noise_schedules as ns
 from ..atomo_core.metrics.report import evaluate
 from ..nodes.image_conditioning_node import AtomoVideoImageConditioning
@@ -78,6 +80,11 @@ def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: 
     return to_uint8(video), to_uint8(image[0])
 
 
+def release_sampling_models() -> None:
+    """Unpatch what sampling loaded (the loader's weight patch on conv_in stays applied until then)."""
+    comfy.model_management.unload_all_models()
+
+
 class Validator:
     """Called by the loop every `validation.every` steps on every process; works on the main process."""
 
@@ -117,5 +124,6 @@ class Validator:
                 metrics.append(evaluate(video.astype(np.float32) / 255, image.astype(np.float32) / 255)["summary"])
             Image.fromarray(contact_sheet(videos)).save(self.dir / f"step{step:08d}_sheet.png")
         finally:
+            release_sampling_models()
             self.tm.attach(next(module.parameters()).device)
         return metrics

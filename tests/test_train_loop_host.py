@@ -22,7 +22,7 @@ def make_run(comfy, tiny_models, mods, out_dir, **sections):
     cfg = mods["config"].TrainConfig.from_dict(run_config(comfy, tiny_models["checkpoint"], out_dir, **sections))
     setup = mods["model_setup"]
     base = setup.load_base(cfg.model.checkpoint)
-    weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher))
+    weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher), cfg.optim.seed)
     return cfg, base, setup.TrainerModel(base, weights, cfg.data.frames)
 
 

@@ -62,7 +62,8 @@ def randomize_(module, seed=7, scale=0.05):
 
 def test_written_file_loads_in_the_loader_and_gives_the_trainers_output(comfy, tiny_models, train_setup,
                                                                         train_config, tmp_path):
-    import comfy.patcher_extension
+    import comfy.model_management as comfy_mm
+    from comfy.patcher_extension import WrappersMP
 
     ckpt = pack_import(comfy, "atomo_train.checkpoints")
     cfg = train_config.TrainConfig.from_dict(run_config(comfy, tiny_models["checkpoint"], tmp_path))
@@ -89,13 +90,14 @@ def test_written_file_loads_in_the_loader_and_gives_the_trainers_output(comfy, t
         return out
 
     loaded = loaded.clone()
-    loaded.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", capture)
+    loaded.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, "test", capture)
     image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
     clip_model = comfy.load_checkpoint(tiny_models["checkpoint"])[1]
     pos, neg = comfy.encode(clip_model, "a red circle moves left"), comfy.encode(clip_model, "")
     pos, neg, latent = comfy.call("AtomoVideoImageConditioning", positive=pos, negative=neg, vae=base.vae,
                                   image=image, frames=FRAMES, width=64, height=64)
     comfy.ksample(loaded, pos, neg, latent, steps=2, cfg=1.0, sampler="euler", scheduler="simple")
+    comfy_mm.unload_all_models()  # the loader's clone stays patched after sampling until unloaded
     x = captured["x"]
     assert x.shape == (FRAMES, 9, 8, 8) and x[0, 4].min() == 1 and x[1:, 4].abs().max() == 0  # mask on frame 0
     tm.attach(torch.device("cpu"))

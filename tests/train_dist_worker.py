@@ -26,17 +26,17 @@ def main(config_path: str, data_path: str, out_path: str, stop_after: str = "0",
     data = torch.load(data_path)
     dataset = EncodedClips(data["latents"], data["texts"])
     base = setup.load_base(cfg.model.checkpoint)
-    tm = setup.TrainerModel(base, setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher)),
+    weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher), cfg.optim.seed)
+    tm = setup.TrainerModel(base, weights,
                             cfg.data.frames)
     acc = loop.make_accelerator(cfg, log=False)
     result = loop.train(cfg, tm, dataset, data["null_text"], accelerator=acc, progress_bar=False,
                         stop_after=int(stop_after) or None, resume=resume or None)
     if acc.is_main_process:
         module = acc.unwrap_model(tm.module)
-        opt_state = {}
         torch.save({"params": {k: v.detach().cpu() for k, v in module.state_dict().items()},
                     "losses": result.losses, "world": acc.num_processes, "step": result.step,
-                    "opt": opt_state}, out_path)
+                    }, out_path)
     acc.wait_for_everyone()
     return 0
 
