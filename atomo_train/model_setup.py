@@ -36,7 +36,7 @@ from .errors import ConfigError
 
 WHO = "atomo_train"
 CONV_IN = "diffusion_model.input_blocks.0.0"
-MOTION_FORMATS = ("animatediff_v1", "animatediff_v2", "animatediff_v3", "animatelcm")
+MOTION_FORMATS = ("animatediff_v1", "animatediff_v2", "animatediff_v3", "animatelcm", "pia")
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _initial_weights(model_cfg, init_cfg, layout: dict) -> AtomoVideoWeights:
         if mm.metadata.source_format not in MOTION_FORMATS:
             raise ConfigError("init.motion_module", f"{init_cfg.motion_module.name} is a "
                               f"'{mm.metadata.source_format}' file, not an AnimateDiff motion module (v1/v2/v3, "
-                              "AnimateLCM); PIA goes to init.pia")
+                              "AnimateLCM, PIA)")
         attention_sites = mm.sites()
         taken = {s.name for s in attention_sites}
         sites = attention_sites + [s for s in conv_sites if s.name not in taken]
