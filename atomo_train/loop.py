@@ -184,6 +184,8 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
         return collate(items, accelerator.device)
 
     module.train()
+    if validator is not None and cfg.validation.every and progress.step == 0:
+        validator(0, module, accelerator)  # the baseline the later validations compare with
     while progress.step < end:
         step = progress.step
         step_start = time.perf_counter()

@@ -111,6 +111,7 @@ class Validator:
         accelerator.wait_for_everyone()
         return result
 
+    @torch.no_grad()
     def samples(self, step: int, module) -> list[dict]:
         weights = self.tm.export({k: v.detach() for k, v in module.state_dict().items()})
         self.tm.detach()  # sample through the nodes on the base UNet, then re-apply the training patches

@@ -35,6 +35,12 @@ def test_readme_smoke_run_trains_and_its_file_loads_and_samples(comfy, tmp_path)
     q = len(losses) // 4
     first, last = sum(losses[:q]) / q, sum(losses[-q:]) / q
     assert len(losses) == 28 and last < 0.95 * first, (first, last, losses)
+    evals = {s: json.loads((out / "validation" / f"step{s:08d}.json").read_text()) for s in (0, 14, 28)}
+    assert evals[28]["losses"]["mean"] < evals[0]["losses"]["mean"], evals
+    assert (out / "validation" / "step00000028_sample0.webp").is_file()
+    assert (out / "validation" / "step00000028_sheet.png").is_file()
+    assert evals[28]["metrics"][0]["first_frame_psnr"] is not None
+    assert list((out / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
 
     shutil.copy(base, comfy.models_dir / "checkpoints" / "readme_tiny_sd15.safetensors")
     shutil.copy(weights, comfy.models_dir / "atomovideo" / "readme_smoke.safetensors")
