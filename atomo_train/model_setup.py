@@ -27,7 +27,7 @@ import folder_paths
 
 from ..atomo_core.errors import AtomoVideoError
 from ..atomo_core.temporal_layers import TemporalLayer, set_positional_length
-from ..atomo_core.unet_sites import ATTENTION, CONV, atomovideo_sites
+from ..atomo_core.unet_sites import CONV, atomovideo_sites
 from ..atomo_core.weight_files import load_temporal_weights
 from ..atomo_core.weight_format import AtomoVideoMetadata, AtomoVideoWeights, fresh_weights
 from ..nodes.model_family import check_sd15_base
@@ -268,6 +268,3 @@ def base_state(base: Base) -> dict:
     """A copy of the base UNet's weights (the frozen part), to prove training never wrote them."""
     return {k: v.detach().cpu().clone() for k, v in base.patcher.model.diffusion_model.state_dict().items()}
 
-
-__all__ = ["Base", "TrainerModel", "TrainableUNet", "load_base", "initial_weights", "unet_layout", "base_state",
-           "compute_device", "ATTENTION"]

@@ -95,6 +95,7 @@ class Validator:
     def __call__(self, step: int, module, accelerator) -> dict | None:
         result = None
         if accelerator.is_main_process:
+            self.dir.mkdir(parents=True, exist_ok=True)
             unwrapped = accelerator.unwrap_model(module)
             losses = eval_losses(self.cfg, self.tm, unwrapped, self.data, accelerator.device)
             logs = {f"val/loss_{k}": v for k, v in losses.items()}
@@ -106,7 +107,6 @@ class Validator:
             if accelerator.log_with:
                 accelerator.log(logs, step=step)
             result = {"losses": losses, "metrics": metrics}
-            self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / f"step{step:08d}.json").write_text(json.dumps(result, indent=2))
         accelerator.wait_for_everyone()
         return result

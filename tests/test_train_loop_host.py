@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train_helpers import FRAMES, encode_world_clips, pack_import, run_config
+from train_helpers import encode_world_clips, pack_import, run_config
 
 
 @pytest.fixture(scope="session")
