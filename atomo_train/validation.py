@@ -107,7 +107,7 @@ class Validator:
             if accelerator.log_with:
                 accelerator.log(logs, step=step)
             result = {"losses": losses, "metrics": metrics}
-            (self.dir / f"step{step:08d}.json").write_text(json.dumps(result, indent=2))
+            (self.dir / f"step{step:08d}.json").write_text(json.dumps(result, indent=2, default=float))
         accelerator.wait_for_everyone()
         return result
 
