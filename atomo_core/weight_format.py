@@ -171,7 +171,9 @@ def fresh_weights(sites: list[Site], **metadata) -> AtomoVideoWeights:
     return AtomoVideoWeights(meta, temporal, extra)
 
 
-def save_atomovideo(path: str | Path, weights: AtomoVideoWeights) -> None:
+def save_atomovideo(path: str | Path, weights: AtomoVideoWeights, extra_metadata: dict | None = None) -> None:
+    """`extra_metadata`: further safetensors metadata entries (str -> str), e.g. the trainer's step; readers
+    ignore them."""
     tensors = {}
     for site, sd in weights.temporal.items():
         for k, v in sd.items():
@@ -180,7 +182,9 @@ def save_atomovideo(path: str | Path, weights: AtomoVideoWeights) -> None:
         tensors[CONV_IN_KEY] = weights.conv_in_extra.detach().contiguous().cpu()
     for k, v in (weights.image_proj or {}).items():
         tensors[f"{IMAGE_PROJ_PREFIX}{k}"] = v.detach().contiguous().cpu()
-    save_file(tensors, str(path), metadata={"format": FORMAT_NAME, FORMAT_NAME: weights.metadata.to_json()})
+    metadata = dict(extra_metadata or {})
+    metadata.update({"format": FORMAT_NAME, FORMAT_NAME: weights.metadata.to_json()})
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def is_atomovideo(metadata: dict | None) -> bool:

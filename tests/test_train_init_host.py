@@ -1,0 +1,102 @@
+"""Initialisation from public files: the trainer's model before any step computes what AtomoVideoLoader builds
+from those files (same 9-channel input, same timestep and context), in the real ComfyUI."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ade_helpers import TINY_MODULES, synthetic_state_dict
+from train_helpers import pack_import, run_config
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def public_files(comfy, tmp_path_factory):
+    folder = comfy.models_dir / "animatediff_models"
+    no_mid = [m for m in TINY_MODULES if not m[0].startswith("mid")]
+    v3 = synthetic_state_dict("animatediff_v3", no_mid, device="cpu", seed=12)
+    pia = synthetic_state_dict("pia", no_mid, device="cpu", seed=14)
+    g = torch.Generator().manual_seed(15)
+    pia["conv_in.weight"] = torch.randn(320, 9, 3, 3, generator=g) * 0.1
+    pia["conv_in.bias"] = torch.randn(320, generator=g)
+    names = {"v3": "train_init_v3.safetensors", "pia": "train_init_pia.safetensors"}
+    for key, sd in (("v3", v3), ("pia", pia)):
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / names[key]))
+    return {k: (n, folder / n) for k, n in names.items()}
+
+
+def trainer_model(comfy, tiny_models, tmp_path, init: dict):
+    setup = pack_import(comfy, "atomo_train.model_setup")
+    config = pack_import(comfy, "atomo_train.config")
+    d = run_config(comfy, tiny_models["checkpoint"], tmp_path, init={k: str(v) for k, v in init.items()})
+    d["model"]["max_frames"] = 32
+    cfg = config.TrainConfig.from_dict(d)
+    base = setup.load_base(cfg.model.checkpoint)
+    weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher), cfg.optim.seed)
+    return base, setup.TrainerModel(base, weights, FRAMES)
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = 2 * FRAMES
+    return (torch.randn(n, 9, 8, 8, generator=g), torch.full((n,), 433.0), torch.randn(n, 77, 768, generator=g))
+
+
+def loader_unet(comfy, base, name, x, t, ctx):
+    """The UNet of AtomoVideoLoader's model for `name` (per-frame GroupNorm, as the trainer trains)."""
+    import comfy.model_management as comfy_mm
+
+    loaded = comfy.call("AtomoVideoLoader", model=base.patcher, weights=name, noise_schedule="keep model's",
+                        spatial_groupnorm="per frame")[0]
+    comfy_mm.load_models_gpu([loaded])
+    to = dict(loaded.model_options["transformer_options"], cond_or_uncond=[0, 0])
+    with torch.no_grad():
+        out = loaded.model.diffusion_model(x, t, context=ctx, transformer_options=to)
+    comfy_mm.unload_all_models()
+    return out
+
+
+def trainer_unet(tm, x, t, ctx):
+    tm.attach(torch.device("cpu"))
+    with torch.no_grad():
+        out = tm.module(x[:, :4], t, ctx, x[:, 4:])
+    tm.detach()
+    return out
+
+
+def test_init_from_animatediff_v3_and_pia_is_the_loaders_v3_model_plus_pias_input_channels(
+        comfy, tiny_models, public_files, tmp_path):
+    base, tm = trainer_model(comfy, tiny_models, tmp_path, {"motion_module": public_files["v3"][1],
+                                                           "pia": public_files["pia"][1]})
+    x, t, ctx = inputs()
+    x4 = x.clone()
+    x4[:, 4:] = 0  # no image given: the extra channels add nothing, so this is the v3 model exactly
+    ref = loader_unet(comfy, base, public_files["v3"][0], x4[:, :4], t, ctx)
+    assert (trainer_unet(tm, x4, t, ctx) - ref).abs().max().item() <= 1e-5
+    # with an image the extra channels are PIA's: the output changes by exactly PIA's conv_in contribution
+    assert (trainer_unet(tm, x, t, ctx) - ref).abs().max().item() > 1e-3
+    extra = tm.module.conv_in_extra.detach()
+    pia_extra = public_files["pia"]
+    from safetensors.torch import load_file
+
+    assert torch.equal(extra, load_file(str(pia_extra[1]))["conv_in.weight"][:, 4:].float())
+
+
+def test_init_from_pia_alone_is_the_loaders_pia_model(comfy, tiny_models, public_files, tmp_path):
+    base, tm = trainer_model(comfy, tiny_models, tmp_path, {"motion_module": public_files["pia"][1],
+                                                           "pia": public_files["pia"][1]})
+    x, t, ctx = inputs(1)
+    ref = loader_unet(comfy, base, public_files["pia"][0], x, t, ctx)
+    ours = trainer_unet(tm, x, t, ctx)
+    assert (ours - ref).abs().max().item() <= 1e-5
+    assert (ours - base.patcher.model.diffusion_model(x[:, :4], t, context=ctx)).abs().max() > 1e-3
+
+
+def test_init_files_of_the_wrong_kind_are_refused_naming_the_key(comfy, tiny_models, public_files, tmp_path):
+    errors = pack_import(comfy, "atomo_train.errors")
+    with pytest.raises(errors.ConfigError, match=r"config key 'init.pia'.*not PIA"):
+        trainer_model(comfy, tiny_models, tmp_path, {"pia": public_files["v3"][1]})
+    with pytest.raises(errors.ConfigError, match=r"config key 'init.motion_module': file not found"):
+        trainer_model(comfy, tiny_models, tmp_path, {"motion_module": tmp_path / "missing.ckpt"})
