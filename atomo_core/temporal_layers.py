@@ -178,6 +178,14 @@ class TemporalAttention(TemporalLayer):
         return x + rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
 
 
+def set_positional_length(layer: TemporalAttention, length: int) -> None:
+    """Recompute the (fixed, sinusoidal) encoding for another maximum length: the trainer extends a public
+    motion module's 24 or 32 frames to the length it trains for."""
+    for attn in layer.transformer_blocks[0].attention_blocks:
+        pe = attn.pos_encoder.pe
+        attn.pos_encoder.pe = sinusoidal_encoding(length, pe.shape[-1]).to(pe.device, pe.dtype)
+
+
 def zero_outputs_(layer: nn.Module) -> None:
     """Make a layer the identity again (its output projections to zero)."""
     if getattr(layer, "proj_out", None) is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..atomo_core import noise_schedules as ns
-from ..atomo_core.conditioning_layout import build_concat
+from ..atomo_core.conditioning_layout import build_concat, parse_layout
 from . import checkpoints
 from .draws import condition_inputs, draw, loss_frames
 from .ema import EMA
@@ -73,7 +73,7 @@ def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metada
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     target = ns.v_from_x0_eps(x0, noise, ab)
     text = (null_text if d.drop_text else item["text"]).detach()
-    concat = build_concat(metadata.channel_layout, x0, image, mask, metadata.mask_polarity)
+    concat = build_concat(parse_layout(metadata.channel_layout), x0, image, mask, metadata.mask_polarity)
     return Sample(x_t, torch.full((frames,), float(t)), text.float().unsqueeze(0).expand(frames, *text.shape),
                   concat, target, loss_frames(d, draws_cfg).float())
 

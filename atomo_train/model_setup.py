@@ -30,8 +30,8 @@ from ..atomo_core.temporal_layers import TemporalLayer, set_positional_length
 from ..atomo_core.unet_sites import CONV, atomovideo_sites
 from ..atomo_core.weight_files import load_temporal_weights
 from ..atomo_core.weight_format import AtomoVideoMetadata, AtomoVideoWeights, fresh_weights
-from ..nodes.model_family import check_sd15_base
-from ..nodes.unet_inflation import host_layout, inflate
+from ..atomo_host.inflation import host_layout, inflate
+from ..atomo_host.model_family import check_sd15_base
 from .errors import ConfigError
 
 WHO = "atomo_train"
@@ -64,9 +64,9 @@ def load_base(path: Path, *, clip: bool = False, vae: bool = False) -> Base:
         raise ConfigError("model.checkpoint", f"{Path(path).name} is not a checkpoint ComfyUI can load "
                           f"({str(e).splitlines()[0]}); give an SD1.5 .safetensors checkpoint") from None
     try:
-        check_sd15_base(out[0], WHO, "model.checkpoint")
+        check_sd15_base(out[0], field="model.checkpoint")
     except AtomoVideoError as e:
-        raise ConfigError("model.checkpoint", str(e).split(": ", 1)[-1]) from None
+        raise ConfigError("model.checkpoint", e.message) from None
     out[0].model.diffusion_model.requires_grad_(False)
     return Base(out[0], out[1], out[2])
 
@@ -215,7 +215,7 @@ class TrainerModel:
             raise ConfigError("data.frames", f"{frames} frames exceed the positional encoding of "
                               f"{weights.metadata.max_frames}; raise model.max_frames")
         extra = weights.conv_in_extra
-        self.patcher = inflate(base.patcher, replace(weights, conv_in_extra=None), "training", node=WHO)
+        self.patcher = inflate(base.patcher, replace(weights, conv_in_extra=None), "training", owner=WHO)
         unet = base.patcher.get_model_object("diffusion_model")
         layers = {}
         for key, seq in self.patcher.object_patches.items():

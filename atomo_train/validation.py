@@ -1,6 +1,7 @@
 """Seeing it train: (a) eval loss at fixed timestep quantiles on held-out clips, (b) image-to-video samples made
-with the nodes' own code (the loader's `inflate` + zero-SNR v-prediction, AtomoVideoImageConditioning,
-AtomoVideoSampler), saved as animated WebP plus a contact sheet, scored with the pack's metrics.
+with the nodes' own glue (the loader's `inflate` + zero-SNR v-prediction, the image conditioning of
+AtomoVideoImageConditioning, AtomoVideoSampler's `sample_run`), saved as animated WebP plus a contact sheet,
+scored with the pack's metrics.
 
 With `model_setup`, the only trainer module that uses the pack's host glue (here: sampling).
 """
@@ -17,10 +18,10 @@ import comfy.model_management
 
 from ..atomo_core import noise_schedules as ns
 from ..atomo_core.metrics.report import evaluate
-from ..nodes.image_conditioning_node import AtomoVideoImageConditioning
-from ..nodes.sampler_node import AtomoVideoSampler
-from ..nodes.sampling_glue import apply_zero_snr_vprediction
-from ..nodes.unet_inflation import inflate
+from ..atomo_host.conditioning import ImageConditioning, condition_video
+from ..atomo_host.inflation import inflate
+from ..atomo_host.sampling import SamplingSettings, sample_run
+from ..atomo_host.zero_snr import apply_zero_snr_vprediction
 from .loop import collate, make_sample, sample_loss
 
 EVAL_SEED_OFFSET = 10_000_000
@@ -73,9 +74,10 @@ def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: 
     h, w = image.shape[1:3]
     positive = [[item["text"].float().unsqueeze(0), {}]]
     negative = [[null_text.float().unsqueeze(0), {}]]
-    pos, neg, latent = AtomoVideoImageConditioning.execute(positive, negative, vae, image, frames, w, h).result
-    samples = AtomoVideoSampler.execute(model, pos, neg, latent, vcfg.seed, vcfg.steps, vcfg.cfg, vcfg.cfg_rescale,
-                                        "ddim", "trailing", 1.0).result[0]["samples"]
+    pos, neg, latent = condition_video((positive, negative), vae, image,
+                                       ImageConditioning(frames=frames, width=w, height=h))
+    samples = sample_run(model, pos, neg, latent, SamplingSettings(seed=vcfg.seed, steps=vcfg.steps, cfg=vcfg.cfg,
+                                                                   cfg_rescale=vcfg.cfg_rescale))
     video = vae.decode(samples).float()
     return to_uint8(video), to_uint8(image[0])
 

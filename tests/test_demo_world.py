@@ -1,7 +1,6 @@
 """The synthetic video world: deterministic from a seed, disjoint splits, real motion, files that read back."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

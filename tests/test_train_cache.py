@@ -2,6 +2,7 @@
 outputs can be recomputed from the frames, so every cached tensor is checked against what it must hold)."""
 from __future__ import annotations
 
+from pack import module
 import errno
 import json
 
@@ -10,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from atomo_train.data import cache as C
-from atomo_train.data import videos as V
-from atomo_train.data.config import DataConfig
-from atomo_train.data.dataset import CachedClips
-from atomo_train.errors import ConfigError
+C = module("atomo_train.data", "cache")
+V = module("atomo_train.data", "videos")
+DataConfig = module("atomo_train.data.config", "DataConfig")
+CachedClips = module("atomo_train.data.dataset", "CachedClips")
+ConfigError = module("atomo_train.errors", "ConfigError")
 from train_clips import square_x, write_clip
 
 FP = {"checkpoint": "tiny_sd15.safetensors", "vae": "sha256:aaa"}

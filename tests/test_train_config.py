@@ -1,10 +1,11 @@
 """The trainer's TOML sections, host-free: defaults, overrides and errors that name the key."""
 from __future__ import annotations
 
+from pack import module
 import pytest
 
-from atomo_train.config import TrainConfig, apply_overrides, load_config
-from atomo_train.errors import ConfigError
+TrainConfig, apply_overrides, load_config = module("atomo_train.config", "TrainConfig", "apply_overrides", "load_config")
+ConfigError = module("atomo_train.errors", "ConfigError")
 
 
 def minimal(tmp_path, **sections):

@@ -1,12 +1,13 @@
 """Training data: `[data]` config, discovery, reading, sampling and cropping (host-free)."""
 from __future__ import annotations
 
+from pack import module
 from pathlib import Path
 
 import pytest
 
-from atomo_train.data.config import DataConfig
-from atomo_train.errors import ConfigError
+DataConfig = module("atomo_train.data.config", "DataConfig")
+ConfigError = module("atomo_train.errors", "ConfigError")
 
 
 def test_config_defaults_and_paths(tmp_path):
@@ -52,7 +53,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from atomo_train.data import videos as V  # noqa: E402
+V = module("atomo_train.data", "videos")  # noqa: E402
 from train_clips import square_x, write_clip  # noqa: E402
 
 
@@ -184,7 +185,7 @@ def test_resize_covers_then_crops(tmp_path):
 
 @pytest.mark.parametrize("fmt, min_psnr", [("mp4", 38.0), ("gif", 40.0), ("webp", 99.0)])
 def test_demo_world_clips_read_back(tmp_path, fmt, min_psnr):
-    from atomo_demo import world
+    world = module("atomo_demo", "world")
 
     paths = world.write_clips(tmp_path, "train", 2, frames=12, size=64, fmt=fmt)
     items, skipped = V.discover(tmp_path)

@@ -1,11 +1,12 @@
 """Train-time mask and dropout draws (atomo_train.draws): frequencies, shapes, config errors."""
 from __future__ import annotations
 
+from pack import module
 import pytest
 import torch
 
-from atomo_train.draws import DrawConfig, condition_inputs, draw, loss_frames
-from atomo_train.errors import ConfigError
+DrawConfig, condition_inputs, draw, loss_frames = module("atomo_train.draws", "DrawConfig", "condition_inputs", "draw", "loss_frames")
+ConfigError = module("atomo_train.errors", "ConfigError")
 
 N = 10_000
 

@@ -1,4 +1,5 @@
 """Initialisation from public files: the trainer's model before any step computes what AtomoVideoLoader builds
+from pack import module
 from those files (same 9-channel input, same timestep and context), in the real ComfyUI."""
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from ade_helpers import TINY_MODULES, synthetic_state_dict
-from train_helpers import pack_import, run_config
+from pack import module
+from train_helpers import run_config
 
 FRAMES = 4
 
@@ -28,8 +30,8 @@ def public_files(comfy, tmp_path_factory):
 
 
 def trainer_model(comfy, tiny_models, tmp_path, init: dict):
-    setup = pack_import(comfy, "atomo_train.model_setup")
-    config = pack_import(comfy, "atomo_train.config")
+    setup = module("atomo_train.model_setup")
+    config = module("atomo_train.config")
     d = run_config(comfy, tiny_models["checkpoint"], tmp_path, init={k: str(v) for k, v in init.items()})
     d["model"]["max_frames"] = 32
     cfg = config.TrainConfig.from_dict(d)
@@ -95,7 +97,7 @@ def test_init_from_pia_alone_is_the_loaders_pia_model(comfy, tiny_models, public
 
 
 def test_init_files_of_the_wrong_kind_are_refused_naming_the_key(comfy, tiny_models, public_files, tmp_path):
-    errors = pack_import(comfy, "atomo_train.errors")
+    errors = module("atomo_train.errors")
     with pytest.raises(errors.ConfigError, match=r"config key 'init.pia'.*not PIA"):
         trainer_model(comfy, tiny_models, tmp_path, {"pia": public_files["v3"][1]})
     with pytest.raises(errors.ConfigError, match=r"config key 'init.motion_module': file not found"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train_helpers import encode_world_clips, pack_import, run_config
+from pack import module
+from train_helpers import encode_world_clips, run_config
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,7 @@ def clips(comfy, tiny_models):
 
 @pytest.fixture(scope="session")
 def mods(comfy):
-    return {name: pack_import(comfy, f"atomo_train.{name}") for name in ("config", "model_setup", "loop")}
+    return {name: module(f"atomo_train.{name}") for name in ("config", "model_setup", "loop")}
 
 
 def make_run(comfy, tiny_models, mods, out_dir, **sections):

@@ -1,20 +1,21 @@
 """The trainer's model in the real ComfyUI: identity at init, trainable conv_in, written file == loader."""
 from __future__ import annotations
 
+from pack import module
 import pytest
 import torch
 
-from train_helpers import FRAMES, pack_import, run_config
+from train_helpers import FRAMES, run_config
 
 
 @pytest.fixture(scope="session")
 def train_setup(comfy):
-    return pack_import(comfy, "atomo_train.model_setup")
+    return module("atomo_train.model_setup")
 
 
 @pytest.fixture(scope="session")
 def train_config(comfy):
-    return pack_import(comfy, "atomo_train.config")
+    return module("atomo_train.config")
 
 
 def inputs(seed=0, clips=2, frames=FRAMES, size=8, extra=5):
@@ -65,7 +66,7 @@ def test_written_file_loads_in_the_loader_and_gives_the_trainers_output(comfy, t
     import comfy.model_management as comfy_mm
     from comfy.patcher_extension import WrappersMP
 
-    ckpt = pack_import(comfy, "atomo_train.checkpoints")
+    ckpt = module("atomo_train.checkpoints")
     cfg = train_config.TrainConfig.from_dict(run_config(comfy, tiny_models["checkpoint"], tmp_path))
     base = train_setup.load_base(cfg.model.checkpoint, vae=True)
     tm = train_setup.TrainerModel(base, train_setup.initial_weights(cfg.model, cfg.init,

@@ -1,17 +1,11 @@
 """Shared pieces of the trainer's host tests: a small run config and an in-memory set of encoded clips."""
 from __future__ import annotations
 
-import importlib
-
+from pack import module
 import torch
 
 FRAMES = 4
 SIZE = 32
-
-
-def pack_import(comfy, dotted: str):
-    """A trainer module as part of the pack ComfyUI loaded (the pack itself does not import atomo_train)."""
-    return importlib.import_module(f"{comfy.pack.__name__}.{dotted}")
 
 
 def run_config(comfy, checkpoint: str, out_dir, **sections) -> dict:
@@ -43,10 +37,10 @@ class EncodedClips(torch.utils.data.Dataset):
 
 def encode_world_clips(comfy, checkpoint: str, count: int, split: str = "train") -> tuple[EncodedClips, torch.Tensor]:
     """Synthetic moving-shape clips encoded with the checkpoint's own VAE and CLIP; and the empty-prompt text."""
-    from atomo_demo.world import make_clip, split_seeds
+    make_clip, split_seeds = module("atomo_demo.world", "make_clip", "split_seeds")
 
-    setup = pack_import(comfy, "atomo_train.model_setup")
-    enc = pack_import(comfy, "atomo_train.encoders")
+    setup = module("atomo_train.model_setup")
+    enc = module("atomo_train.encoders")
     base = setup.load_base(comfy.models_dir / "checkpoints" / checkpoint, clip=True, vae=True)
     vae_encode = enc.vae_encoder(base.vae, base.patcher.get_model_object("latent_format"))
     text_encode = enc.text_encoder(base.clip)
