@@ -140,7 +140,18 @@ def _save_state(path: Path, state: dict):
 
 
 def train(cfg: Config) -> dict:
-    """Runs (or resumes) training; returns the final metrics (also written to OUT/metrics.json)."""
+    """Runs (or resumes) training; returns the final metrics (also written to OUT/metrics.json).
+
+    `threads` applies for the run only: the caller's thread count comes back, since a changed count changes
+    float rounding of everything else in the process (e.g. a bit-identity check against a fresh process)."""
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: Config) -> dict:
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
