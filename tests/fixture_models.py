@@ -13,18 +13,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from pack import core
+from pack import core, module
 
 CHECKPOINT = "atomo_tiny_sd15.safetensors"
 INPAINT_UNET = "atomo_tiny_sd15_inpaint_unet.safetensors"
 
-TINY_UNET_CONFIG = {
-    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
-    "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
-    "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "channel_mult": [1, 1],
-    "transformer_depth_middle": 1, "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
-    "transformer_depth_output": [1, 1, 1, 1], "use_temporal_attention": False, "use_temporal_resblock": False,
-}
+# The same tiny SD1.5-detected UNet that `python -m atomo_train tiny-base` writes for users' smoke runs.
+TINY_UNET_CONFIG = module("atomo_train.tiny_base", "TINY_UNET")
 
 
 def fill_random_(state_dict: dict, seed: int, std: float = 0.02) -> dict:
