@@ -49,6 +49,8 @@ def build_cache(cfg, base, rebuild: bool, log=print) -> Path:
     from .encoders import build_encoders
 
     fingerprint = {"checkpoint": file_fingerprint(cfg.model.checkpoint)}
+    if cfg.model.vae is not None:
+        fingerprint["vae"] = file_fingerprint(cfg.model.vae)
 
     def progress(done: int, total: int, name: str) -> None:
         log(f"atomo_train: cache {done}/{total} {name}")
@@ -63,7 +65,7 @@ def run_train(args, cfg) -> int:
     from .validation import Validator
 
     accelerator = make_accelerator(cfg)
-    base = load_base(cfg.model.checkpoint, clip=True, vae=True)
+    base = load_base(cfg.model.checkpoint, clip=True, vae=True, vae_path=cfg.model.vae)
     if accelerator.is_main_process:
         cache = build_cache(cfg, base, args.rebuild_cache, log=accelerator.print)
     accelerator.wait_for_everyone()
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cache":
             from .model_setup import load_base
 
-            base = load_base(cfg.model.checkpoint, clip=True, vae=True)
+            base = load_base(cfg.model.checkpoint, clip=True, vae=True, vae_path=cfg.model.vae)
             print(f"atomo_train: cache ready in {build_cache(cfg, base, args.rebuild_cache)}")
             return 0
         return run_train(args, cfg)

@@ -26,6 +26,15 @@ def _opt_path(base: Path, value: str | None) -> Path | None:
     return (p if p.is_absolute() else base / p).resolve()
 
 
+def _existing(base: Path, value, key: str) -> Path | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(key, f"must be a file path (a string), got {value!r}")
+    p = _opt_path(base, value)
+    if p is not None and not p.is_file():
+        raise ConfigError(key, f"file not found: {p}. Give the path of the file, or remove the key.")
+    return p
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """`[model]`: the base checkpoint and the shape of the temporal layers."""
@@ -34,6 +43,7 @@ class ModelConfig:
     temporal_conv: bool = True      # the 1D temporal convolutions after every ResBlock
     heads: int = 8
     gradient_checkpointing: bool = False
+    vae: Path | None = None         # a VAE file used instead of the checkpoint's (required if it has none)
 
     @classmethod
     def from_dict(cls, d: dict, base: Path) -> "ModelConfig":
@@ -45,7 +55,8 @@ class ModelConfig:
                    max_frames=get_int(s, d, "max_frames", 16, lo=2, hi=1024),
                    temporal_conv=get_bool(s, d, "temporal_conv", True),
                    heads=get_int(s, d, "heads", 8, lo=1),
-                   gradient_checkpointing=get_bool(s, d, "gradient_checkpointing", False))
+                   gradient_checkpointing=get_bool(s, d, "gradient_checkpointing", False),
+                   vae=_existing(base, d.get("vae"), f"{s}.vae"))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ def vae_encoder(vae, latent_format):
     return vae_encode
 
 
+def zero_text_encoder(context_dim: int):
+    """A base without a text encoder (the demo's) is conditioned on one zero token."""
+    def text_encode(captions: list[str]) -> torch.Tensor:
+        return torch.zeros(len(captions), 1, context_dim)
+    return text_encode
+
+
 def text_encoder(clip):
     @torch.no_grad()
     def text_encode(captions: list[str]) -> torch.Tensor:
@@ -40,5 +47,9 @@ def build_encoders(base, clip_vision=None):
     from .data.cache import Encoders
 
     latent_format = base.patcher.get_model_object("latent_format")
-    return Encoders(vae_encode=vae_encoder(base.vae, latent_format), text_encode=text_encoder(base.clip),
+    if base.clip is None:
+        text = zero_text_encoder(base.patcher.model.model_config.unet_config["context_dim"])
+    else:
+        text = text_encoder(base.clip)
+    return Encoders(vae_encode=vae_encoder(base.vae, latent_format), text_encode=text,
                     image_encode=image_encoder(clip_vision) if clip_vision is not None else None)

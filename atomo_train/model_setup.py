@@ -23,6 +23,7 @@ from torch import nn
 
 import comfy.model_management
 import comfy.sd
+import comfy.utils
 import folder_paths
 
 from ..atomo_core.errors import AtomoVideoError
@@ -31,6 +32,7 @@ from ..atomo_core.unet_sites import CONV, atomovideo_sites
 from ..atomo_core.weight_files import load_temporal_weights
 from ..atomo_core.weight_format import AtomoVideoMetadata, AtomoVideoWeights, fresh_weights
 from ..atomo_host.inflation import host_layout, inflate
+from ..atomo_host import small_base
 from ..atomo_host.model_family import check_sd15_base
 from .errors import ConfigError
 
@@ -51,24 +53,54 @@ def compute_device() -> torch.device:
     return comfy.model_management.get_torch_device()
 
 
-def load_base(path: Path, *, clip: bool = False, vae: bool = False) -> Base:
-    """Load the user's checkpoint through ComfyUI (UNet in float32: it is frozen, autocast does the rest)."""
+def load_base(path: Path, *, clip: bool = False, vae: bool = False, vae_path: Path | None = None) -> Base:
+    """Load the user's checkpoint through ComfyUI (UNet in float32: it is frozen, autocast does the rest).
+
+    A small SD1.5-family base written by this pack (the demo's) loads through `small_base`; it has no text
+    encoder (its context is one zero token) and its VAE comes from `model.vae`."""
     if not Path(path).is_file():
         raise ConfigError("model.checkpoint", f"file not found: {path}")
     try:
-        out = comfy.sd.load_checkpoint_guess_config(
+        small = small_base.file_config(path)
+    except AtomoVideoError as e:
+        raise ConfigError("model.checkpoint", e.message) from None
+    if small is not None:
+        out = (small_base.load_small_base(path), None, None)
+    else:
+        out = _load_checkpoint(path, clip, vae and vae_path is None)
+    try:
+        check_sd15_base(out[0], field="model.checkpoint")
+    except AtomoVideoError as e:
+        raise ConfigError("model.checkpoint", e.message) from None
+    out[0].model.diffusion_model.requires_grad_(False)
+    vae_model = out[2]
+    if vae_path is not None:
+        vae_model = load_vae(vae_path)
+    if vae and vae_model is None:
+        raise ConfigError("model.vae", f"{Path(path).name} has no VAE; set model.vae to a VAE file")
+    return Base(out[0], out[1], vae_model)
+
+
+def _load_checkpoint(path: Path, clip: bool, vae: bool):
+    try:
+        return comfy.sd.load_checkpoint_guess_config(
             str(path), output_vae=vae, output_clip=clip,
             embedding_directory=folder_paths.get_folder_paths("embeddings"),
             model_options={"dtype": torch.float32})
     except RuntimeError as e:
         raise ConfigError("model.checkpoint", f"{Path(path).name} is not a checkpoint ComfyUI can load "
                           f"({str(e).splitlines()[0]}); give an SD1.5 .safetensors checkpoint") from None
+
+
+def load_vae(path: Path):
+    """A VAE file as ComfyUI's VAELoader reads it (SD VAE or TAESD layout)."""
     try:
-        check_sd15_base(out[0], field="model.checkpoint")
-    except AtomoVideoError as e:
-        raise ConfigError("model.checkpoint", e.message) from None
-    out[0].model.diffusion_model.requires_grad_(False)
-    return Base(out[0], out[1], out[2])
+        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(path), safe_load=True))
+    except Exception as e:  # the host raises assorted errors for files that are not a VAE
+        raise ConfigError("model.vae", f"{Path(path).name} is not a VAE ComfyUI can load ({e})") from None
+    if vae.first_stage_model is None or getattr(vae, "latent_channels", 4) != 4:
+        raise ConfigError("model.vae", f"{Path(path).name} is not a 4-channel SD1.5 VAE")
+    return vae
 
 
 def unet_layout(patcher) -> dict:
