@@ -22,14 +22,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import ui_to_api
 import workflow_builder as wb
 from ade_helpers import TINY_MODULES, synthetic_state_dict
 from test_clip_injection_host import TINY_CLIP
 from test_image_projection import base_state_dict
 from test_loader_host import _write_lora
 
-from pack import core
+from pack import core, module
+
+ui_to_api = module("atomo_host.ui_workflow")  # the pack's converter, the one `python -m atomo_demo run` uses
 
 WORKFLOW_DIR = Path(__file__).resolve().parent.parent / "workflows"
 NAMES = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
