@@ -53,9 +53,9 @@ def _is_small_base(path: Path) -> bool:
         return False
 
 
-def bundled_file(name: str, field: str | None, folder: Path = WEIGHTS_DIR) -> Path:
-    """The path of a file the pack ships, or an error naming it and how to get it back."""
-    path = folder / name
+def bundled_file(name: str, field: str | None) -> Path:
+    """The path of a file the pack ships in `atomo_demo/weights`, or an error naming it and how to get it back."""
+    path = WEIGHTS_DIR / name
     if path.is_file():
         return path
     how = REGENERATE.get(name, f"python -m atomo_demo.train_base OUT --vae atomo_demo/weights (for {name})")

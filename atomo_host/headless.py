@@ -97,7 +97,8 @@ def execute(prompt: dict, progress_file=None) -> dict:
         errors = [d for e, d in executor.status_messages if e in ("execution_error", "execution_interrupted")]
         if errors:
             e = errors[0]
-            raise PromptError(f"node {e.get('node_id')} ({e.get('node_type')}) failed: "
-                              f"{e.get('exception_type', '')}: {e.get('exception_message', 'interrupted')}")
+            kind = str(e.get("exception_type", "")).rsplit(".", 1)[-1]  # the pack's module names are paths
+            raise PromptError(f"node {e.get('node_id')} ({e.get('node_type')}) failed: {kind}: "
+                              f"{str(e.get('exception_message', 'interrupted')).strip()}")
         raise PromptError(f"the prompt failed: {executor.status_messages}")
     return executor.history_result.get("outputs", {})
