@@ -53,15 +53,23 @@ def _is_small_base(path: Path) -> bool:
         return False
 
 
-def bundled_file(name: str, field: str | None) -> Path:
-    """The path of a file the pack ships in `atomo_demo/weights`, or an error naming it and how to get it back."""
-    path = WEIGHTS_DIR / name
+def bundled_file(name: str, field: str | None, folder: Path | None = None) -> Path:
+    """The path of a file the pack ships in `atomo_demo/weights` (or `folder`), or an error naming it and how to
+    get it back."""
+    path = (folder or WEIGHTS_DIR) / name
     if path.is_file():
         return path
     how = REGENERATE.get(name, f"python -m atomo_demo.train_base OUT --vae atomo_demo/weights (for {name})")
     raise AtomoVideoError(field, f"the pack's demo file {path} is missing. It ships with the pack: restore it with "
                                  "`git checkout -- atomo_demo/weights` in the pack's folder (or reinstall the "
                                  f"pack), or regenerate it: {how}")
+
+
+def check_bundled_files() -> None:
+    """Every file the demo workflow needs is in the pack (before a run, so a missing one is named up front)."""
+    bundled_file(DEFAULT_BASE, None)
+    bundled_file(VAE_FILE, None)
+    bundled_file(ATOMOVIDEO_FILE, None, ATOMOVIDEO_DIR)
 
 
 def empty_conditioning(context_dim: int) -> list:

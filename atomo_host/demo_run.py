@@ -18,7 +18,8 @@ from pathlib import Path
 import folder_paths
 import nodes
 
-from . import headless, ui_workflow
+from ..atomo_core.errors import AtomoVideoError
+from . import demo_model, headless, ui_workflow
 
 PACK_DIR = Path(__file__).resolve().parent.parent
 WORKFLOW = PACK_DIR / "workflows" / "demo.json"
@@ -106,6 +107,7 @@ def contact_sheet(videos: list[Path], path: Path) -> Path:
 
 def run_demo(out_dir: Path, progress_file=None) -> dict[str, Path]:
     """Execute the demo workflow; file name -> path of everything written to `out_dir`."""
+    demo_model.check_bundled_files()
     load_extras()
     prompt = ui_workflow.convert_file(WORKFLOW, nodes.NODE_CLASS_MAPPINGS)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ def main(out_dir: Path, started: float) -> int:
     booted = time.perf_counter()
     try:
         files = run_demo(out_dir)
-    except (headless.PromptError, ui_workflow.WorkflowError) as e:
+    except (AtomoVideoError, headless.PromptError, ui_workflow.WorkflowError) as e:
         print(f"atomo_demo: {e}", file=sys.stderr)
         return 1
     done = time.perf_counter()

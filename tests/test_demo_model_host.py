@@ -165,3 +165,12 @@ def test_headless_run_names_the_node_of_an_invalid_or_failing_prompt(comfy, demo
     with pytest.raises(headless.PromptError, match=rf"node 1 \({NODE}\) failed: AtomoVideoError: {NODE}, input "
                                                    r"'base': the pack's demo file .* is missing"):
         headless.execute(demo_prompt(demo))
+
+
+def test_demo_command_names_a_missing_bundled_file_before_running(comfy, demo, tmp_path, monkeypatch):
+    AtomoVideoError = module("atomo_core.errors", "AtomoVideoError")
+    monkeypatch.setattr(demo, "ATOMOVIDEO_DIR", tmp_path)
+    with pytest.raises(AtomoVideoError, match=r"demo_atomovideo\.safetensors is missing.*git checkout.*python -m "
+                                              r"atomo_train --config atomo_demo/configs/demo_video\.toml"):
+        module("atomo_host.demo_run").run_demo(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
