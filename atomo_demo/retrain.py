@@ -48,8 +48,7 @@ def stages(out: Path) -> list[tuple[str, list[str], Path]]:
 def install(out: Path) -> None:
     weights = PACK / "atomo_demo" / "weights"
     (weights / "atomovideo").mkdir(parents=True, exist_ok=True)
-    for name in ("atomo_demo_vae.safetensors", "taesd_encoder.safetensors", "taesd_decoder.safetensors"):
-        shutil.copy2(out / "vae" / "weights" / name, weights / name)
+    shutil.copy2(out / "vae" / "weights" / "atomo_demo_vae.safetensors", weights / "atomo_demo_vae.safetensors")
     shutil.copy2(out / "base" / "weights" / "demo_unet.safetensors", weights / "demo_unet.safetensors")
     shutil.copy2(out / "video" / "demo_atomovideo.safetensors", weights / "atomovideo" / "demo_atomovideo.safetensors")
 

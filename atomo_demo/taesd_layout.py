@@ -123,3 +123,14 @@ def load_taesd_files(encoder_path: Path, decoder_path: Path) -> TinyAutoencoder:
     m.encoder.load_state_dict({k: v.float() for k, v in load_file(str(encoder_path)).items()})
     m.decoder.load_state_dict({k: v.float() for k, v in load_file(str(decoder_path)).items()})
     return m
+
+
+def load_combined_file(path: Path) -> TinyAutoencoder:
+    """The combined `atomo_demo_vae.safetensors` (both prefixes; the only VAE file the pack ships)."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path))
+    m = TinyAutoencoder()
+    for name, part in (("taesd_encoder.", m.encoder), ("taesd_decoder.", m.decoder)):
+        part.load_state_dict({k[len(name):]: v.float() for k, v in sd.items() if k.startswith(name)})
+    return m

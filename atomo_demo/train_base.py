@@ -41,7 +41,7 @@ _STATE_KEYS = ("seed", "size", "clips", "frame_stride", "batch", "lr", "warmup",
 @dataclass
 class Config:
     out: str
-    vae: str = "atomo_demo/weights"   # folder with taesd_encoder.safetensors / taesd_decoder.safetensors
+    vae: str = "atomo_demo/weights"   # folder with atomo_demo_vae.safetensors (atomo_demo.train_vae's weights/)
     steps: int = 6000
     batch: int = 64
     lr: float = 1e-3
@@ -73,10 +73,10 @@ def zero_context(batch: int) -> torch.Tensor:
 @torch.no_grad()
 def encode_frames(vae_dir: Path, split: str, clips: int, size: int, frame_stride: int, batch: int = 64) -> torch.Tensor:
     """Model-space latents [N,4,h,w] of every `frame_stride`-th frame of the split's first `clips` clips."""
-    from .taesd_layout import load_taesd_files
+    from .taesd_layout import load_combined_file
     from .train_vae import frame_pool, to_tensor
 
-    vae = load_taesd_files(Path(vae_dir) / "taesd_encoder.safetensors", Path(vae_dir) / "taesd_decoder.safetensors")
+    vae = load_combined_file(Path(vae_dir) / "atomo_demo_vae.safetensors")
     frames = to_tensor(frame_pool(split, clips, size, frame_stride))
     return torch.cat([vae.encoder(frames[i:i + batch]) for i in range(0, len(frames), batch)])
 
