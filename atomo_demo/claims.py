@@ -403,6 +403,7 @@ def main(argv=None) -> int:
     if args.clips < 1 or args.steps < 1:
         print("claims: --clips and --steps must be at least 1", file=sys.stderr)
         return 2
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     files = DemoFiles(Path(args.base), Path(args.vae), Path(args.atomovideo))
     try:
@@ -410,6 +411,8 @@ def main(argv=None) -> int:
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)  # an in-process caller (a test) keeps its own
     paths = write(res, clips, Path(args.out))
     print(table(res))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
