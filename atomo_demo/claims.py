@@ -29,12 +29,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import comfy.model_management
 import comfy.sd
 import comfy.utils
+import numpy as np
+import torch
 
 from ..atomo_core.metrics import fidelity, motion, plots
 from ..atomo_core.metrics import prediction as pred
@@ -289,6 +288,10 @@ def _fmt_ci(ci: dict, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(ci['mean'])} [{fmt.format(ci['ci_low'])}, {fmt.format(ci['ci_high'])}]"
 
 
+def _fmt_ratio(r) -> str:
+    return "n/a" if r is None else f"{r:.2f}"
+
+
 def _prediction_rows(fp: dict, arms: tuple) -> list[str]:
     lines = []
     for key, e in fp.items():
@@ -303,25 +306,24 @@ def _prediction_rows(fp: dict, arms: tuple) -> list[str]:
 def table(res: dict) -> str:
     """The claims as text rows: mean [95 % interval] over the test clips."""
     n = len(res["test_seeds"])
-    lines = [f"AtomoVideo demo claims on {n} held-out test clips, {res['settings']['steps']} steps, "
-             f"cfg {res['settings']['cfg']} (mean [95 % CI])", ""]
+    lines = [(f"AtomoVideo demo claims on {n} held-out test clips, {res['settings']['steps']} steps, "
+              f"cfg {res['settings']['cfg']} (mean [95 % CI])"), ""]
     ff = res["first_frame"]
     lines += ["1. first-frame fidelity vs the VAE round trip of the input",
               f"   PSNR dB {_fmt_ci(ff['psnr'], '{:.2f}')}   SSIM {_fmt_ci(ff['ssim'])}", "",
               "2. frame prediction (first k true frames given; next frames vs ground truth)",
-              f"   {'k':<3}{'frames':<8}{'model':<24}{'copy last':<24}{'linear extrap.':<24}{'VAE round trip':<24}"
-              "model - copy last"]
+              (f"   {'k':<3}{'frames':<8}{'model':<24}{'copy last':<24}{'linear extrap.':<24}"
+               f"{'VAE round trip':<24}model - copy last")]
     lines += _prediction_rows(res["frame_prediction"], ("model", "copy_last", "linear", "vae_roundtrip"))
-    lines += ["   the same against the VAE round trip of the true frames (baselines from round-tripped given "
-              "frames; the VAE's own error taken out)"]
+    lines += [("   the same against the VAE round trip of the true frames (baselines from round-tripped given "
+               "frames; the VAE's own error taken out)")]
     lines += _prediction_rows(res["frame_prediction_vae_space"], ("model", "copy_last", "linear"))
     mo = res["motion"]
     lines += ["", "3. motion: mean optical-flow magnitude, px per frame",
-              f"   test clips {_fmt_ci(mo['clips'])}   generated {_fmt_ci(mo['generated'])}   "
-              f"temporal layers zeroed {_fmt_ci(mo['zeroed_temporal'])}",
-              f"   generated / clips {mo['generated_over_clips']:.2f}   generated / zeroed "
-              f"{mo['generated_over_zeroed']:.2f}" if mo["generated_over_zeroed"] is not None else
-              f"   generated / clips {mo['generated_over_clips']}   generated / zeroed n/a", ""]
+              (f"   test clips {_fmt_ci(mo['clips'])}   generated {_fmt_ci(mo['generated'])}   "
+               f"temporal layers zeroed {_fmt_ci(mo['zeroed_temporal'])}"),
+              (f"   generated / clips {_fmt_ratio(mo['generated_over_clips'])}   generated / zeroed "
+               f"{_fmt_ratio(mo['generated_over_zeroed'])}"), ""]
     lv = res["long_video"]
     lines.append(f"4. long video: {lv['segments']} chained segments; colour drift (CIELAB distance of the mean "
                  "colour to the input) and sharpness (Laplacian variance; input "
@@ -330,9 +332,8 @@ def table(res: dict) -> str:
         d = lv[name]
         drift = "  ".join(f"{x['mean']:.2f}" for x in d["segment_drift"])
         sharp = "  ".join(f"{x['mean']:.0f}" for x in d["segment_sharpness"])
-        ratio = d["last_over_first_drift"]
         lines.append(f"   {name.replace('_', ' control '):<18} drift per segment {drift}   (last/first "
-                     f"{'n/a' if ratio is None else f'{ratio:.2f}'})   sharpness {sharp}")
+                     f"{_fmt_ratio(d['last_over_first_drift'])})   sharpness {sharp}")
     lines += ["", f"5. v vs eps: {res['v_vs_eps']['reason']}", f"({res['seconds']:.0f} s)"]
     return "\n".join(lines)
 

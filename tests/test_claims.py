@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from pack import core
 
 pred = core("metrics.prediction")
@@ -71,3 +70,15 @@ def test_sharpness_and_colour_drift():
     darker = np.full((1, 16, 16, 3), 0.25)
     d = pred.lab_mean_distance(darker, flat[0])[0]
     assert 15 < d < 30  # grey only: the distance is the L* difference (53.4 - 29.7 = 23.7)
+
+
+def test_the_demo_command_lists_claims():
+    import subprocess
+    import sys
+
+    from pack import REPO
+
+    out = subprocess.run([sys.executable, "-m", "atomo_demo", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "claims" in out.stdout and "measure the AtomoVideo claims" in out.stdout

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from fixture_models import fill_random_, randomize_outputs_
 from pack import REPO, core, module
+from PIL import Image
 
 world = module("atomo_demo.world")
 pred, fidelity, motion = core("metrics.prediction"), core("metrics.fidelity"), core("metrics.motion")
