@@ -256,7 +256,21 @@ def summarise(clips: list[dict], s: ClaimsSettings) -> dict:
                     "per_frame_drift": _per_frame_mean([c["long_video"][name]["drift"] for c in clips])}
     res["long_video"] = lv
     res["v_vs_eps"] = {"measured": False, "reason": NOT_MEASURED}
+    res["per_clip"] = [_clip_row(c) for c in clips]
     return res
+
+
+def _clip_row(c: dict) -> dict:
+    """One clip's numbers as the summary averages them (frame means), to check or re-pool."""
+    def means(scores):
+        return {m: float(np.mean(v)) for m, v in scores.items()}
+
+    return {"seed": c["seed"], "caption": c["caption"], "first_frame": c["first_frame"],
+            "motion": {arm: float(np.mean(v)) for arm, v in c["motion"].items()},
+            **{key: {f"k{k}": {arm: means(sc) for arm, sc in by_arm.items()} for k, by_arm in c[key].items()}
+               for key in ("prediction", "prediction_vae_space")},
+            "long_video_segment_drift": {name: c["long_video"][name]["segment_drift"]
+                                         for name in ("drift_off", "drift_on")}}
 
 
 def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings(), log=print) -> tuple[dict, list]:

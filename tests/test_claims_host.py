@@ -18,7 +18,7 @@ DEMO_UNET = module("atomo_demo.train_base", "DEMO_UNET")
 pytestmark = pytest.mark.host
 
 TOP_KEYS = {"first_frame", "frame_prediction", "frame_prediction_vae_space", "motion", "long_video", "v_vs_eps",
-            "settings", "files", "test_seeds", "seconds"}
+            "settings", "files", "test_seeds", "seconds", "per_clip"}
 CI_KEYS = {"mean", "ci_low", "ci_high", "n"}
 
 
@@ -77,6 +77,8 @@ def test_claims_command_writes_every_claim(comfy, demo_files, tmp_path, capsys):
                              for a, b in zip(pred.copy_last(truth[:k], 12), target)]))
         lin.append(np.mean([fidelity.ssim(a, b) for a, b in zip(pred.linear_extrapolation(truth[:k], 12), target)]))
         flow.append(np.mean(motion.motion_and_warp(truth)["flow_magnitude"]))
+    assert [c["prediction"]["k3"]["copy_last"]["psnr"] for c in res["per_clip"]] == pytest.approx(copy, rel=1e-6)
+    assert [c["seed"] for c in res["per_clip"]] == seeds
     assert res["frame_prediction"]["k3"]["copy_last"]["psnr"]["mean"] == pytest.approx(np.mean(copy), rel=1e-6)
     assert res["frame_prediction"]["k3"]["linear"]["ssim"]["mean"] == pytest.approx(np.mean(lin), rel=1e-6)
     assert res["motion"]["clips"]["mean"] == pytest.approx(np.mean(flow), rel=1e-6)
