@@ -49,6 +49,7 @@ class Config:
     ema: float = 0.999
     size: int = 64
     clips: int = 1024
+    eval_clips: int = 32
     frame_stride: int = 4
     seed: int = 0
     threads: int = 1
@@ -141,7 +142,7 @@ def _train(cfg: Config, build_model, save_base) -> dict:
         data = torch.load(cache, weights_only=True)
     else:
         data = {"train": encode_frames(Path(cfg.vae), "train", cfg.clips, cfg.size, cfg.frame_stride),
-                "test": encode_frames(Path(cfg.vae), "test", 32, cfg.size, 8)}
+                "test": encode_frames(Path(cfg.vae), "test", cfg.eval_clips, cfg.size, 8)}
         torch.save(data, cache)
     latents, test = data["train"].float(), data["test"].float()
     times["data"] = _stage(f"data ({len(latents)} train latents, std {latents.std():.3f})", t0)

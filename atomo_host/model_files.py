@@ -1,11 +1,14 @@
 """The pack's model folders and the one way its nodes find a file in them.
 
 Registration merges with entries that `extra_model_paths.yaml` may already have created (the YAML is read
-before custom nodes load, and creates unknown folder names with an empty extension set).
+before custom nodes load, and creates unknown folder names with an empty extension set). The pack's own demo
+AtomoVideo file is found through the same folder: `<pack>/atomo_demo/weights/atomovideo` is its last path, so
+AtomoVideo Loader lists `demo_atomovideo.safetensors` with nothing copied, and a user's file of the same name wins.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import folder_paths
 
@@ -16,6 +19,10 @@ PACK_FOLDERS = {
     "atomovideo": "AtomoVideo temporal-layer files (.safetensors)",
     "animatediff_models": "AnimateDiff motion modules and PIA (shared with AnimateDiff-Evolved)",
     "ipadapter": "IP-Adapter SD1.5 image-projection files",
+}
+# folder name -> folders inside the pack that ship files of that kind (after the user's folders)
+BUNDLED_FOLDERS = {
+    "atomovideo": [Path(__file__).resolve().parent.parent / "atomo_demo" / "weights" / "atomovideo"],
 }
 
 
@@ -30,6 +37,8 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = (paths, set(known) | exts)
         else:
             folder_paths.folder_names_and_paths[name] = ([default], exts)
+        paths = folder_paths.folder_names_and_paths[name][0]
+        paths += [str(p) for p in BUNDLED_FOLDERS.get(name, []) if str(p) not in paths]
 
 
 def file_names(folders: tuple[str, ...]) -> list[str]:

@@ -63,11 +63,11 @@ def load_small_base(path: str | Path, dtype=torch.float32):
     model = build_model(config, dtype)
     with safe_open(str(path), framework="pt") as f:
         sd = {k: f.get_tensor(k) for k in f.keys() if k.startswith(PREFIX)}
-    missing, unexpected = model.diffusion_model.load_state_dict(
-        {k[len(PREFIX):]: v.to(dtype) for k, v in sd.items()}, strict=False)
-    if missing or unexpected:
+    try:
+        model.diffusion_model.load_state_dict({k[len(PREFIX):]: v.to(dtype) for k, v in sd.items()})
+    except RuntimeError as e:
         raise AtomoVideoError("ckpt_name", f"{Path(path).name} does not match its declared UNet config "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+                              f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from None
     return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 

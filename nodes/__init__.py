@@ -4,6 +4,7 @@ Every module here may import ComfyUI; `atomo_core` never does.
 """
 from .clip_vision_node import AtomoVideoCLIPVisionInject
 from .continuation_node import AtomoVideoContinue, AtomoVideoJoinSegments, AtomoVideoLongVideo
+from .demo_model_node import AtomoVideoDemoModel
 from .image_conditioning_node import AtomoVideoImageConditioning
 from .loader_node import AtomoVideoLoader
 from .metrics_node import AtomoVideoMetrics
@@ -19,4 +20,5 @@ NODE_LIST = [
     AtomoVideoContinue,
     AtomoVideoJoinSegments,
     AtomoVideoLongVideo,
+    AtomoVideoDemoModel,
 ]

@@ -63,7 +63,7 @@ def node_names() -> set[str]:
 
 def test_the_core_names_no_node():
     names = node_names()
-    assert len(names) == 18, sorted(names)  # nine nodes, each with an id and a display name
+    assert len(names) == 20, sorted(names)  # ten nodes, each with an id and a display name
     found = {f"{p.relative_to(REPO)}: {n}" for p in sources("atomo_core") for n in names if n in p.read_text()}
     assert not found, f"node names in atomo_core (errors name the input; the node layer adds the node): {found}"
 

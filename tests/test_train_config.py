@@ -70,3 +70,14 @@ def test_the_config_hash_follows_settings_not_output_paths(tmp_path):
     b = TrainConfig.from_dict(minimal(tmp_path, output={"dir": "elsewhere"}), tmp_path)
     c = TrainConfig.from_dict(minimal(tmp_path, optim={"lr": 1e-5}), tmp_path)
     assert a.hash() == b.hash() != c.hash()
+
+
+def test_model_vae_is_a_file_relative_to_the_toml(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'model.vae': file not found"):
+        TrainConfig.from_dict(minimal(tmp_path, model={"vae": "vae.safetensors"}), tmp_path)
+    with pytest.raises(ConfigError, match=r"config key 'model.vae': must be a file path"):
+        TrainConfig.from_dict(minimal(tmp_path, model={"vae": 3}), tmp_path)
+    (tmp_path / "vae.safetensors").write_bytes(b"x")
+    cfg = TrainConfig.from_dict(minimal(tmp_path, model={"vae": "vae.safetensors"}), tmp_path)
+    assert cfg.model.vae == (tmp_path / "vae.safetensors").resolve()
+    assert TrainConfig.from_dict(minimal(tmp_path), tmp_path).model.vae is None

@@ -5,6 +5,8 @@ makes these tests fail until the workflow is updated.
 
 File names: the workflows use the public model names; the tests substitute the fixture files (tiny SD1.5
 checkpoint, AtomoVideo / PIA / IP-Adapter / LoRA / ControlNet files with random values, a tiny CLIP vision model).
+The `demo` workflow runs with the pack's own files (AtomoVideo Demo Model, the bundled AtomoVideo file and picture),
+nothing substituted; until the trained demo AtomoVideo file is committed, `demo_files.py` writes an untrained one.
 
 CLIP vision: ComfyUI's CLIPVisionLoader recognises only full-size encoders (it picks a config by layer count, host
 notes section 7), so for *execution* the converted prompt's CLIPVisionLoader nodes are replaced by the test node
@@ -22,16 +24,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import ui_to_api
 import workflow_builder as wb
 from ade_helpers import TINY_MODULES, synthetic_state_dict
+from demo_files import ensure_demo_atomovideo
 from test_clip_injection_host import TINY_CLIP
 from test_image_projection import base_state_dict
 from test_loader_host import _write_lora
 
-from pack import core
+from pack import core, module
+
+ui_to_api = module("atomo_host.ui_workflow")  # the pack's converter, the one `python -m atomo_demo run` uses
 
 WORKFLOW_DIR = Path(__file__).resolve().parent.parent / "workflows"
+DEMO_IMAGE_FILE = Path(__file__).resolve().parent.parent / "atomo_demo" / "assets" / wb.DEMO_IMAGE
 NAMES = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
 FRAMES, SIZE = 4, 64
 TEST_CLIP_VISION_NODE = "AtomoTestCLIPVisionLoader"
@@ -45,6 +50,8 @@ SMALL = {
     "AtomoVideoLongVideo": {"width": SIZE, "height": SIZE, "total_frames": 8, "segment_frames": FRAMES,
                             "context_frames": 2, "steps": 1},
 }
+# The demo runs its own models: in one step its base gives pixel-identical frames, which the webp writer merges.
+SMALL_BY_WORKFLOW = {"demo": {"AtomoVideoLongVideo": {"steps": 2}}}
 
 
 def test_every_workflow_is_shipped():
@@ -124,6 +131,8 @@ def fixture_files(comfy, tiny_models, tmp_path_factory):
     save_file(fixture_models.fill_random_(shapes, seed=21), str(models / "clip_vision" / "wf_tiny_clip_vision.safetensors"))
     save_file(tiny_controlnet_state_dict(), str(models / "controlnet" / "wf_tiny_controlnet.safetensors"))
     image, video = write_input_files(comfy)
+    ensure_demo_atomovideo()
+    (comfy.input_dir / wb.DEMO_IMAGE).write_bytes(DEMO_IMAGE_FILE.read_bytes())  # what README tells UI users
     return {
         "files": {wb.CHECKPOINT: tiny_models["checkpoint"], wb.ATOMO_WEIGHTS: "wf_atomo_v.safetensors",
                   wb.PIA: "wf_pia.safetensors", wb.IPADAPTER: "wf_ip_base.safetensors",
@@ -179,10 +188,11 @@ def substitute(prompt: dict, files: dict) -> dict:
     return out
 
 
-def shrink(prompt: dict) -> dict:
+def shrink(prompt: dict, name: str = "") -> dict:
     out = copy.deepcopy(prompt)
     for node in out.values():
         node["inputs"].update(SMALL.get(node["class_type"], {}))
+        node["inputs"].update(SMALL_BY_WORKFLOW.get(name, {}).get(node["class_type"], {}))
     return out
 
 
@@ -194,13 +204,14 @@ def with_test_clip_vision(prompt: dict) -> dict:
     return out
 
 
-def output_files(comfy, outputs: dict, prompt: dict, class_type: str) -> list[Path]:
+def output_files(comfy, outputs: dict, prompt: dict, class_type: str) -> list[tuple[str, Path]]:
+    """(save node id, file) of every file the `class_type` nodes wrote."""
     files = []
     for nid, node in prompt.items():
         if node["class_type"] != class_type:
             continue
         for item in outputs[nid]["images"]:
-            files.append(Path(comfy.output_dir) / item.get("subfolder", "") / item["filename"])
+            files.append((nid, Path(comfy.output_dir) / item.get("subfolder", "") / item["filename"]))
     return files
 
 
@@ -231,15 +242,20 @@ def combo_errors(prompt: dict, classes: dict) -> list[str]:
     return errors
 
 
-def expected_frames(prompt: dict) -> int:
-    """Frames of the video a workflow writes: `total_frames` of a long-video node, else `frames` of the image
-    conditioning."""
-    long = [n for n in prompt.values() if n["class_type"] == "AtomoVideoLongVideo"]
-    if long:
-        return long[0]["inputs"]["total_frames"]
-    cond = [n for n in prompt.values() if n["class_type"] == "AtomoVideoImageConditioning"]
-    assert cond, "a video workflow has an AtomoVideoImageConditioning or AtomoVideoLongVideo node"
-    return cond[0]["inputs"]["frames"]
+def expected_frames(prompt: dict, node_id: str) -> int:
+    """Frames of the video a save node writes, traced up its links: `total_frames` of the long-video node it
+    comes from, else `frames` of the image conditioning its latent comes from."""
+    node = prompt[node_id]
+    if node["class_type"] == "AtomoVideoLongVideo":
+        return node["inputs"]["total_frames"]
+    if node["class_type"] == "AtomoVideoImageConditioning":
+        return node["inputs"]["frames"]
+    for key in ("images", "video", "samples", "latent"):
+        src = node["inputs"].get(key)
+        if isinstance(src, list):
+            return expected_frames(prompt, src[0])
+    raise AssertionError(f"node {node_id} ({node['class_type']}) does not come from an AtomoVideoImageConditioning "
+                         "or AtomoVideoLongVideo node")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,16 +293,32 @@ def test_workflow_is_valid_against_the_real_host(comfy, fixture_files, name):
     assert not combo_errors(prompt, classes), name
 
 
-@pytest.mark.parametrize("name", NAMES)
+LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "CLIPVisionLoader": "clip_name", "AtomoVideoLoader": "weights",
+           "LoraLoader": "lora_name", "ControlNetLoader": "control_net_name", "LoadImage": "image",
+           "LoadVideo": "file"}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "demo"])
 def test_workflow_uses_public_model_names(comfy, fixture_files, name):
     prompt = ui_to_api.convert(load_workflow(name), comfy.nodes.NODE_CLASS_MAPPINGS, name)
-    loaders = {"CheckpointLoaderSimple": "ckpt_name", "CLIPVisionLoader": "clip_name", "AtomoVideoLoader": "weights",
-               "LoraLoader": "lora_name", "ControlNetLoader": "control_net_name", "LoadImage": "image",
-               "LoadVideo": "file"}
     for nid, node in prompt.items():
-        key = loaders.get(node["class_type"])
+        key = LOADERS.get(node["class_type"])
         if key:
             assert node["inputs"][key] in fixture_files["files"], (name, nid, node["inputs"][key])
+
+
+def test_demo_workflow_uses_only_files_the_pack_ships(comfy):
+    """No fixture, no download: its files are the pack's own (the AtomoVideo file found through the bundled
+    folder of `atomovideo`, the picture that `python -m atomo_demo run` copies into the input folder)."""
+    demo = comfy.pack_module("atomo_host.demo_model")
+    prompt = ui_to_api.convert(load_workflow("demo"), comfy.nodes.NODE_CLASS_MAPPINGS, "demo")
+    files = {(n["class_type"], n["inputs"][LOADERS[n["class_type"]]]) for n in prompt.values()
+             if n["class_type"] in LOADERS}
+    assert files == {("AtomoVideoLoader", demo.ATOMOVIDEO_FILE), ("LoadImage", DEMO_IMAGE_FILE.name)}
+    assert DEMO_IMAGE_FILE.is_file()
+    assert module("atomo_host.demo_run").INPUT_IMAGE == DEMO_IMAGE_FILE
+    types = {n["class_type"] for n in prompt.values()}
+    assert "AtomoVideoDemoModel" in types and not types & {"CheckpointLoaderSimple", "CLIPVisionLoader"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,8 +331,7 @@ def test_workflow_executes_and_writes_videos_with_the_expected_frames(comfy, fix
     from PIL import Image
 
     prompt = ui_to_api.convert(load_workflow(name), comfy.nodes.NODE_CLASS_MAPPINGS, name)
-    prompt = with_test_clip_vision(shrink(substitute(prompt, fixture_files["files"])))
-    frames = expected_frames(prompt)
+    prompt = with_test_clip_vision(shrink(substitute(prompt, fixture_files["files"]), name))
     _, outputs = comfy.run(prompt)
     webps = output_files(comfy, outputs, prompt, "SaveAnimatedWEBP")
     mp4s = output_files(comfy, outputs, prompt, "SaveVideo")
@@ -308,14 +339,14 @@ def test_workflow_executes_and_writes_videos_with_the_expected_frames(comfy, fix
     n_mp4 = sum(n["class_type"] == "SaveVideo" for n in prompt.values())
     assert n_webp + n_mp4 > 0
     assert len(webps) == n_webp and len(mp4s) == n_mp4, outputs
-    for path in webps:
+    for nid, path in webps:
         assert path.suffix == ".webp" and path.is_file()
         with Image.open(path) as im:
-            assert im.n_frames == frames, (name, path)
+            assert im.n_frames == expected_frames(prompt, nid), (name, path)
             assert im.size == (SIZE, SIZE)
-    for path in mp4s:
+    for nid, path in mp4s:
         assert path.suffix == ".mp4" and path.is_file()
-        assert mp4_frames(path) == frames, (name, path)
+        assert mp4_frames(path) == expected_frames(prompt, nid), (name, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Each workflow is described by its nodes (type, position, the widget values that differ from the schema
 defaults) and links (from node + output, to node + input). Widget order, socket types and frontend-only values
 (`control_after_generate`, upload widgets) come from the node schemas registered in the real host, the same
-schemas `ui_to_api.py` checks against, so a workflow cannot be written with a widget list that does not fit.
+schemas the pack's converter (`atomo_host/ui_workflow.py`) checks against, so a workflow cannot be written with a
+widget list that does not fit.
 
     COMFYUI_PATH=/path/to/ComfyUI python3 tests/workflow_builder.py        # rewrite workflows/*.json
     COMFYUI_PATH=/path/to/ComfyUI python3 tests/workflow_builder.py --check  # exit 1 if a file differs
@@ -22,7 +23,9 @@ WORKFLOWS = REPO / "workflows"
 if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
-import ui_to_api as u  # noqa: E402
+from pack import module  # noqa: E402
+
+u = module("atomo_host.ui_workflow")
 
 # Model files users put in place: the common public names where one exists.
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"                 # models/checkpoints
@@ -34,6 +37,13 @@ LORA = "your_sd15_lora.safetensors"                            # models/loras (a
 CONTROLNET = "control_v11p_sd15_canny.pth"                     # models/controlnet
 INPUT_IMAGE = "example.png"                                    # ComfyUI/input (ships with ComfyUI)
 CONTROL_VIDEO = "control_video.mp4"                            # ComfyUI/input
+# The demo ships its files: the base, VAE and conditioning come from AtomoVideo Demo Model, the AtomoVideo file
+# from the pack's atomo_demo/weights/atomovideo (a path of the `atomovideo` folder), the picture from
+# atomo_demo/assets (copied into ComfyUI/input by `python -m atomo_demo run`, by hand for the UI).
+DEMO_WEIGHTS = "demo_atomovideo.safetensors"
+DEMO_IMAGE = "demo_input.png"
+DEMO_SIZE, DEMO_FRAMES, DEMO_STEPS = 64, 16, 12
+DEMO_SEGMENTS, DEMO_CONTEXT = 4, 4
 
 POSITIVE = "a red fox walking through fresh snow, soft morning light, detailed fur, high quality"
 NEGATIVE = "blurry, low quality, distorted, watermark, text"
@@ -406,7 +416,61 @@ def build_long_video(classes: dict) -> dict:
     return g.workflow()
 
 
+def build_demo(classes: dict) -> dict:
+    g = Graph(classes)
+    img = g.add("LoadImage", (0, 0), {"image": DEMO_IMAGE}, title="Input image (first frame)", width=400,
+                height=IMAGE_NODE_HEIGHT)
+    demo = g.add("AtomoVideoDemoModel", (0, 500), width=400)
+    loader = g.add("AtomoVideoLoader", (460, 500), {"weights": DEMO_WEIGHTS}, width=380)
+    g.link(demo, "MODEL", loader, "model")
+    cond = g.add("AtomoVideoImageConditioning", (460, 0), {
+        "frames": DEMO_FRAMES, "width": DEMO_SIZE, "height": DEMO_SIZE, "frame_indices": "0",
+        "resize_mode": "crop"}, width=360)
+    g.link(demo, "positive", cond, "positive")
+    g.link(demo, "negative", cond, "negative")
+    g.link(demo, "VAE", cond, "vae")
+    g.link(img, 0, cond, "image")
+    s = g.add("AtomoVideoSampler", (900, 0), {"seed": 0, "steps": DEMO_STEPS, "cfg": 1.0, "cfg_rescale": 0.0,
+                                              "sampler_name": "ddim", "scheduler": "trailing", "denoise": 1.0},
+              title="Image to video", control="fixed")
+    g.link(loader, 0, s, "model")
+    g.link(cond, "positive", s, "positive")
+    g.link(cond, "negative", s, "negative")
+    g.link(cond, "latent", s, "latent")
+    video_tail(g, s, (demo, 1), "demo_image_to_video", 1260)
+    total = DEMO_FRAMES + (DEMO_SEGMENTS - 1) * (DEMO_FRAMES - DEMO_CONTEXT)
+    long = g.add("AtomoVideoLongVideo", (900, 500), {
+        "width": DEMO_SIZE, "height": DEMO_SIZE, "total_frames": total, "segment_frames": DEMO_FRAMES,
+        "context_frames": DEMO_CONTEXT, "seed": 0, "steps": DEMO_STEPS, "cfg": 1.0, "cfg_rescale": 0.0,
+        "sampler_name": "ddim", "scheduler": "trailing", "pin_context": True, "drift_strength": 1.0},
+        title=f"{DEMO_SEGMENTS}-segment continuation", width=380, control="fixed")
+    g.link(loader, 0, long, "model")
+    g.link(demo, "positive", long, "positive")
+    g.link(demo, "negative", long, "negative")
+    g.link(demo, "VAE", long, "vae")
+    g.link(img, 0, long, "image")
+    g.link(img, 0, long, "reference")
+    video_tail(g, None, None, "demo_long_video", 1340, 500, images_src=(long, 0))
+    g.add("Note", (0, 700), {"text": note([
+        "AtomoVideo demo: everything ships with the pack, nothing to download. AtomoVideo Demo Model gives a small "
+        "base image model, its VAE and empty conditioning (the demo model is unconditional: CFG 1); the rest is "
+        "the pack's ordinary nodes.",
+        f"Top: image-to-video, {DEMO_FRAMES} frames of {DEMO_SIZE}x{DEMO_SIZE}. Bottom: a {DEMO_SEGMENTS}-segment "
+        f"continuation of the same picture ({total} frames, each segment continues the last {DEMO_CONTEXT} "
+        "frames of the one before, drift control on).",
+        "",
+        "Files (in the pack):",
+        f"- {DEMO_WEIGHTS}: listed by AtomoVideo Loader from the pack's atomo_demo/weights/atomovideo/",
+        f"- input/{DEMO_IMAGE}: copy atomo_demo/assets/{DEMO_IMAGE} from the pack into ComfyUI/input/ (or upload "
+        "a 64x64 picture)",
+        "",
+        "The same workflow runs headless: python -m atomo_demo run (from the pack's folder; see README).",
+    ])}, title="Read me: models", width=400)
+    return g.workflow()
+
+
 BUILDERS = {
+    "demo": build_demo,
     "image_to_video": build_image_to_video,
     "text_to_video": build_text_to_video,
     "long_video": build_long_video,

@@ -123,7 +123,10 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
                 (base / "models/atomovideo" / values[0]).unlink(missing_ok=True)
             if t == "LoadImage":
                 src = comfyui / "input" / "example.png"
-                if src.is_file():
+                bundled = REPO / "atomo_demo" / "assets" / values[0]  # the demo's picture ships with the pack
+                if bundled.is_file():
+                    shutil.copy(bundled, base / "input" / values[0])
+                elif src.is_file():
                     shutil.copy(src, base / "input" / values[0])
                 else:
                     from PIL import Image

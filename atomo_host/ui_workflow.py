@@ -1,4 +1,8 @@
-"""UI-format ComfyUI workflow -> API-format prompt, for tests (ComfyUI has no converter in Python).
+"""UI-format ComfyUI workflow -> API-format prompt (ComfyUI has no converter in Python).
+
+One converter for the workflow tests and for `python -m atomo_demo run`, which executes `workflows/demo.json`
+headless. Host-free: the node classes come in as an argument (the host's `NODE_CLASS_MAPPINGS`), so tests import
+it before ComfyUI boots.
 
 The UI format is what the frontend saves and users drag in: `nodes` (with `inputs` that carry link ids, `outputs`
 and `widgets_values`, a list in the order of the node's widget inputs) and `links`
