@@ -40,6 +40,7 @@ from ..atomo_core.metrics import prediction as pred
 from ..atomo_core.temporal_layers import zero_outputs_
 from ..atomo_core.weight_files import load_temporal_weights
 from ..atomo_core.weight_format import AtomoVideoWeights
+from ..atomo_host import demo_model
 from ..atomo_host.conditioning import ImageConditioning, condition_video
 from ..atomo_host.continuation import GivenFrames, LongVideo, NextSegment, next_segment, run_long_video
 from ..atomo_host.inflation import host_layout
@@ -48,7 +49,6 @@ from ..atomo_host.sampling import SamplingSettings, sample_run
 from ..atomo_host.small_base import load_small_base
 from . import world
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
 NOT_MEASURED = ("not measured: needs an eps model trained like the v model (same data, steps and masks); "
                 "only the v-prediction model is trained")
 
@@ -56,9 +56,9 @@ NOT_MEASURED = ("not measured: needs an eps model trained like the v model (same
 @dataclass(frozen=True)
 class DemoFiles:
     """The demo's model files (defaults: the ones the pack ships)."""
-    base: Path = WEIGHTS / "demo_unet.safetensors"
-    vae: Path = WEIGHTS / "atomo_demo_vae.safetensors"
-    atomovideo: Path = WEIGHTS / "atomovideo" / "demo_atomovideo.safetensors"
+    base: Path = demo_model.WEIGHTS_DIR / demo_model.DEFAULT_BASE
+    vae: Path = demo_model.WEIGHTS_DIR / demo_model.VAE_FILE
+    atomovideo: Path = demo_model.ATOMOVIDEO_DIR / demo_model.ATOMOVIDEO_FILE
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,12 @@ def zeroed_temporal(weights: AtomoVideoWeights) -> AtomoVideoWeights:
 def load_demo(files: DemoFiles) -> Demo:
     for what, path in asdict(files).items():
         if not Path(path).is_file():
-            raise FileNotFoundError(f"claims: the demo's {what} file {path} is missing (train it, or pass --{what})")
+            how = demo_model.REGENERATE.get(Path(path).name, "")
+            raise FileNotFoundError(f"claims: the demo's {what} file {path} is missing; pass --{what} FILE"
+                                    + (f", or regenerate it: {how}" if how else ""))
     base = load_small_base(files.base)
     vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(files.vae)))
-    context_dim = base.model.model_config.unet_config["context_dim"]
-    empty = [[torch.zeros(1, 1, context_dim), {}]]
+    empty = demo_model.empty_conditioning(base.model.model_config.unet_config["context_dim"])
     weights = load_temporal_weights(files.atomovideo, layout=host_layout(base.get_model_object("diffusion_model")))
     demo = Demo(base, vae, (empty, empty), weights, Path(files.atomovideo).name)
     settings = LoadSettings(weights=demo.name)
