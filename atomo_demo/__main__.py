@@ -4,6 +4,9 @@
 and executes the shipped `workflows/demo.json` headless (`atomo_host.demo_run`), writing `input.png`, the videos
 (webp + mp4) and `contact_sheet.png` into `$ATOMO_OUT` (default `./output/demo`). The trainers of the demo's models
 are modules of their own: `python -m atomo_demo.world`, `.train_vae`, `.train_base`.
+
+`claims` measures the AtomoVideo paper's claims on the demo model (`atomo_demo.claims`; `claims --help` for its
+options).
 """
 import time
 
@@ -18,6 +21,8 @@ from pathlib import Path  # noqa: E402
 from atomo_train.host_boot import BootError, boot  # noqa: E402
 
 DEFAULT_OUT = os.path.join("output", "demo")
+# commands whose pack module parses its own arguments: main(argv), run after booting ComfyUI on the CPU
+COMMANDS = {"claims": "atomo_demo.claims"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,10 +37,24 @@ def parser() -> argparse.ArgumentParser:
                      help="CPU threads for torch (default 1: the demo's tensors are tiny, so more threads gain "
                           "little, and on a busy machine they wait on each other: 2 threads were 7x slower than "
                           "1 on two shared cores)")
+    sub.add_parser("claims", add_help=False, help="measure the AtomoVideo claims on the demo model against the "
+                                                  "synthetic world's ground truth (claims --help for options)")
     return ap
 
 
+def run_command(name: str, argv: list) -> int:
+    try:
+        pack = boot(force_cpu=True)
+    except BootError as e:
+        print(f"atomo_demo: {e}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"{pack.__name__}.{COMMANDS[name]}").main(argv)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv[0], argv[1:])
     args = parser().parse_args(argv)
     try:
         pack = boot(force_cpu=args.cpu)

@@ -53,6 +53,13 @@ def load_video_model(model, settings: LoadSettings, owner: str | None = None):
     path = model_files.file_path(WEIGHT_FOLDERS, settings.weights, "weights")
     with in_field("weights"):
         loaded = load_temporal_weights(path, layout=host_layout(model.get_model_object("diffusion_model")))
+    return video_model(model, loaded, settings, owner)
+
+
+def video_model(model, loaded, settings: LoadSettings, owner: str | None = None):
+    """`load_video_model` after the file is read: weights already in memory (the demo's claims use it for the
+    file as loaded and for the same weights with their temporal layers zeroed)."""
+    check_sd15_base(model)
     meta = loaded.metadata
     if settings.pia_motion not in PRESET_NAMES:
         raise AtomoVideoError("pia_motion", f"unknown preset '{settings.pia_motion}'; expected one of "
