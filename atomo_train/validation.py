@@ -39,10 +39,11 @@ def eval_losses(cfg, tm, module, dataset, device) -> dict:
         t = int(round(q * last))
         samples = [make_sample(dataset[i], EVAL_SEED_OFFSET + i, frames=cfg.data.frames, seed=cfg.validation.seed,
                                draws_cfg=cfg.conditioning, metadata=tm.metadata, null_text=dataset[i]["text"],
-                               alphas_cumprod=alphas_cumprod, timestep=t, first_frame_only=True)
+                               alphas_cumprod=alphas_cumprod, timestep=t, first_frame_only=True,
+                               image_features=tm.uses_image)
                    for i in range(clips)]
         b = collate(samples, device)
-        pred = module(b.x_t, b.t, b.context, b.concat)
+        pred = module(b.x_t, b.t, b.context, b.concat, b.image)
         out[f"q{q:.2f}_t{t}"] = float(sample_loss(pred, b, cfg.data.frames))
     module.train()
     out["mean"] = float(np.mean(list(out.values())))
