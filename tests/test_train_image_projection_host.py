@@ -211,3 +211,38 @@ def test_block_checkpointing_gives_the_same_loss_and_gradients_and_checkpoints_e
     assert max(v.abs().max().item() for k, v in grads0.items() if "image_adapter" in k) > 0
     # the object patches are undone: the base UNet's blocks are its own again
     assert not any(isinstance(m, bc.CheckpointedBlock) for m in unet.modules())
+
+
+def test_cli_caches_clip_features_refuses_an_old_cache_and_writes_the_projection(
+        comfy, tiny_models, clip_vision, tmp_path, monkeypatch, capsys):
+    from safetensors import safe_open
+    from train_clips import write_clip
+    from train_helpers import toml_text
+
+    cli, ip = module("atomo_train.cli"), module("atomo_train.image_projection")
+    errors = module("atomo_train.errors")
+    with pytest.raises(errors.ConfigError, match=r"'model.clip_vision'.*not a CLIP-vision model ComfyUI knows"):
+        ip.load_clip_vision(clip_vision[1])  # the tiny model's file: the host detects only full-size ones
+    monkeypatch.setattr(ip, "load_clip_vision", lambda path: clip_vision[0])
+    for name in ("a", "b"):
+        write_clip(tmp_path / "videos", name, frames=8, width=64, height=64)
+    d = run_config(comfy, tiny_models["checkpoint"], tmp_path, optim={"max_steps": 2, "warmup_steps": 0})
+    plain = tmp_path / "plain.toml"
+    plain.write_text(toml_text(d))
+    assert cli.main(["cache", "--config", str(plain)]) == 0
+    d["model"].update({"clip_vision": str(clip_vision[1]), "image_projection": "base"})
+    with_image = tmp_path / "image.toml"
+    with_image.write_text(toml_text(d))
+    capsys.readouterr()
+    assert cli.main(["train", "--config", str(with_image)]) == 2
+    err = capsys.readouterr().err
+    assert "data.cache_dir" in err and "models.clip_vision" in err and "rebuild" in err
+    assert cli.main(["train", "--config", str(with_image), "--rebuild-cache"]) == 0
+    cache_path = module("atomo_train.config").load_config(with_image).data.cache_path
+    cached = module("atomo_train.data.dataset").CachedClips(cache_path)
+    assert cached.has_image_tokens and cached[0]["image_tokens"].shape == (FRAMES, 1, 32)
+    with safe_open(str(tmp_path / "run" / "atomovideo.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        meta = f.metadata()["atomovideo"]
+    assert {"image_proj.proj.weight", "image_proj.ip_adapter.1.to_v_ip.weight"} <= keys
+    assert '"image_tokens": 4' in meta
