@@ -142,7 +142,8 @@ class TrainingImageAttention:
         v_ip = F.linear(tokens.to(q.dtype), self.adapter.to_v_ip[self.site].to(q.dtype))
         return decoupled_attention(q, (k, v), (k_ip, v_ip), extra_options["n_heads"], 1.0,
                                    attention=host_attention.optimized_attention,
-                                   attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
+                                   attn_precision=extra_options.get("attn_precision"),
+                                   transformer_options=extra_options)
 
     def __deepcopy__(self, memo):
         return self
