@@ -92,3 +92,16 @@ def test_ip_adapter_needs_a_clip_vision_file(tmp_path):
     assert cfg.init.ip_adapter == (tmp_path / "ip.bin").resolve() and not cfg.model.train_image_projection
     assert cfg.hash() != TrainConfig.from_dict(minimal(tmp_path, model={"clip_vision": "clip.safetensors"}),
                                                tmp_path).hash()
+
+
+def test_every_trainer_key_is_in_the_readme_table():
+    from dataclasses import fields
+    from pathlib import Path
+
+    config = module("atomo_train.config")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    sections = {"model": config.ModelConfig, "init": config.InitConfig, "optim": config.OptimConfig,
+                "output": config.OutputConfig, "validation": config.ValidationConfig}
+    missing = [f"{s}.{f.name}" for s, cls in sections.items() for f in fields(cls)
+               if f"| `{s}.{f.name}` |" not in readme]
+    assert not missing, f"README lacks rows for {missing}"
