@@ -101,7 +101,14 @@ def run_train(args, cfg) -> int:
     weights = initial_weights(cfg.model, cfg.init, unet_layout(base.patcher), cfg.optim.seed)
     tm = TrainerModel(base, weights, cfg.data.frames, checkpointing=cfg.model.gradient_checkpointing,
                       image_adapter=image_adapter(cfg, base, dataset))
-    validator = Validator(cfg, tm, base.vae, val, null_text) if cfg.validation.every else None
+    validator = None
+    if cfg.validation.every:
+        clip_vision = None
+        if tm.uses_image and cfg.validation.samples:
+            from .image_projection import load_clip_vision
+
+            clip_vision = load_clip_vision(cfg.model.clip_vision)
+        validator = Validator(cfg, tm, base.vae, val, null_text, clip_vision)
     try:
         result = train(cfg, tm, dataset, null_text, accelerator=accelerator, resume=args.resume,
                        validator=validator)

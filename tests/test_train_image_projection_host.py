@@ -226,7 +226,8 @@ def test_cli_caches_clip_features_refuses_an_old_cache_and_writes_the_projection
     monkeypatch.setattr(ip, "load_clip_vision", lambda path: clip_vision[0])
     for name in ("a", "b"):
         write_clip(tmp_path / "videos", name, frames=8, width=64, height=64)
-    d = run_config(comfy, tiny_models["checkpoint"], tmp_path, optim={"max_steps": 2, "warmup_steps": 0})
+    d = run_config(comfy, tiny_models["checkpoint"], tmp_path, optim={"max_steps": 2, "warmup_steps": 0},
+                   validation={"every": 2, "clips": 1, "samples": 1, "steps": 2})
     plain = tmp_path / "plain.toml"
     plain.write_text(toml_text(d))
     assert cli.main(["cache", "--config", str(plain)]) == 0
@@ -237,7 +238,18 @@ def test_cli_caches_clip_features_refuses_an_old_cache_and_writes_the_projection
     assert cli.main(["train", "--config", str(with_image)]) == 2
     err = capsys.readouterr().err
     assert "data.cache_dir" in err and "models.clip_vision" in err and "rebuild" in err
+    validation = module("atomo_train.validation")
+    injected = []
+
+    def counting_inject(*args, **kwargs):
+        injected.append(args[3].projection)
+        return real_inject(*args, **kwargs)
+    real_inject = validation.inject
+    monkeypatch.setattr(validation, "inject", counting_inject)
     assert cli.main(["train", "--config", str(with_image), "--rebuild-cache"]) == 0
+    # validation samples (before the first step and at step 2) use the trained projection through the node's glue
+    assert injected == ["from AtomoVideo weights"] * 2
+    assert (tmp_path / "run" / "validation" / "step00000002_sample0.webp").is_file()
     cache_path = module("atomo_train.config").load_config(with_image).data.cache_path
     cached = module("atomo_train.data.dataset").CachedClips(cache_path)
     assert cached.has_image_tokens and cached[0]["image_tokens"].shape == (FRAMES, 1, 32)
