@@ -1,7 +1,9 @@
 """The trainer's model: the user's SD1.5 UNet inflated by the loader's own code, with trainable new layers.
 
-The ONLY trainer module that talks to the pack's host glue (`nodes.*`, weight readers), so switching the glue
-package means editing this file (and `validation.py` for sampling).
+With its two parts `image_projection.py` (the trainable IP-Adapter projection and its attn2 patches) and
+`block_checkpointing.py` (checkpointing of the frozen UNet blocks), the only trainer module that talks to the
+pack's host glue (`atomo_host`, weight readers), so switching the glue package means editing these files (and
+`validation.py` for sampling).
 
 - The base checkpoint is loaded by ComfyUI, checked to be SD1.5 and frozen (`requires_grad` off; its values
   are never written: the new layers reach the UNet only through object patches, undone by `detach()`).

@@ -54,7 +54,7 @@ def clips(comfy, tiny_models, clip_vision):
     return ClipsWithImages(items), text_encode([""])[0]
 
 
-def make_model(comfy, tiny_models, tmp_path, cv_path, init=None, checkpointing=False, **model):
+def make_model(comfy, tiny_models, tmp_path, cv_path, init=None, checkpointing=False, clip_width=32, **model):
     config, setup = module("atomo_train.config"), module("atomo_train.model_setup")
     ip = module("atomo_train.image_projection")
     d = run_config(comfy, tiny_models["checkpoint"], tmp_path, init={k: str(v) for k, v in (init or {}).items()},
@@ -62,7 +62,7 @@ def make_model(comfy, tiny_models, tmp_path, cv_path, init=None, checkpointing=F
     cfg = config.TrainConfig.from_dict(d)
     base = setup.load_base(cfg.model.checkpoint)
     weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher), cfg.optim.seed)
-    adapter = ip.build_adapter(cfg.model, cfg.init, base.patcher.get_model_object("diffusion_model"), 32)
+    adapter = ip.build_adapter(cfg.model, cfg.init, base.patcher.get_model_object("diffusion_model"), clip_width)
     return cfg, base, setup.TrainerModel(base, weights, FRAMES, checkpointing=checkpointing, image_adapter=adapter)
 
 
@@ -77,18 +77,23 @@ def adapter_params(tm) -> dict:
     return {k: v.detach().clone() for k, v in tm.module.image_adapter.state_dict().items()}
 
 
-def test_a_fresh_projection_is_the_identity(comfy, tiny_models, clip_vision, tmp_path):
-    _, base, tm = make_model(comfy, tiny_models, tmp_path, clip_vision[1], image_projection="base")
+@pytest.mark.parametrize("kind,features", [("base", (1, 32)), ("plus", (7, 64))])
+def test_a_fresh_projection_is_the_identity(comfy, tiny_models, clip_vision, tmp_path, kind, features):
+    _, base, tm = make_model(comfy, tiny_models, tmp_path, clip_vision[1], image_projection=kind,
+                             clip_width=features[1])
     _, _, plain = make_model(comfy, tiny_models, tmp_path / "plain", clip_vision[1])
-    assert plain.module.image_adapter is None and tm.module.image_adapter.kind == "base"
-    x, t, ctx, concat, image = inputs()
+    assert plain.module.image_adapter is None and tm.module.image_adapter.kind == kind
+    x, t, ctx, concat, _ = inputs()
+    image = torch.randn(2, *features, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         tm.attach(torch.device("cpu"))
         ours = tm.module(x, t, ctx, concat, image)
+        tokens = tm.module.image_adapter.tokens(image)
         tm.detach()
         plain.attach(torch.device("cpu"))
         ref = plain.module(x, t, ctx, concat)
         plain.detach()
+    assert tokens.shape == (2, {"base": 4, "plus": 16}[kind], 768) and tokens.abs().max() > 0.1
     assert (ours - ref).abs().max().item() <= 1e-6
     assert all(v.abs().max() == 0 for k, v in adapter_params(tm).items() if k.startswith("to_"))
 
