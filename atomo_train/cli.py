@@ -51,11 +51,33 @@ def build_cache(cfg, base, rebuild: bool, log=print) -> Path:
     fingerprint = {"checkpoint": file_fingerprint(cfg.model.checkpoint)}
     if cfg.model.vae is not None:
         fingerprint["vae"] = file_fingerprint(cfg.model.vae)
+    clip_vision, which = None, None
+    if cfg.model.clip_vision is not None:
+        from .image_projection import clip_input_of, load_clip_vision
+
+        which = clip_input_of(cfg.model, cfg.init)
+        clip_vision = load_clip_vision(cfg.model.clip_vision)
+        fingerprint["clip_vision"] = {**file_fingerprint(cfg.model.clip_vision), "output": which}
 
     def progress(done: int, total: int, name: str) -> None:
         log(f"atomo_train: cache {done}/{total} {name}")
 
-    return data_build_cache(cfg.data, build_encoders(base), fingerprint, rebuild=rebuild, progress=progress)
+    encoders = build_encoders(base, clip_vision, which) if which else build_encoders(base)
+    return data_build_cache(cfg.data, encoders, fingerprint, rebuild=rebuild, progress=progress)
+
+
+def image_adapter(cfg, base, dataset):
+    """The run's image projection (None without one); its CLIP width is the cached features' width."""
+    from .image_projection import build_adapter
+
+    if cfg.init.ip_adapter is None and cfg.model.image_projection == "none":
+        return None
+    if not dataset.has_image_tokens:
+        raise ConfigError("model.clip_vision", f"the cache in '{cfg.data.cache_path}' holds no CLIP-vision "
+                          "features; rebuild it with model.clip_vision set (`cache --rebuild`)")
+    width = dataset[0]["image_tokens"].shape[-1]
+    return build_adapter(cfg.model, cfg.init, base.patcher.get_model_object("diffusion_model"), width,
+                         cfg.optim.seed)
 
 
 def run_train(args, cfg) -> int:
@@ -79,8 +101,16 @@ def run_train(args, cfg) -> int:
         val = dataset
     null_text = dataset.null_text
     weights = initial_weights(cfg.model, cfg.init, unet_layout(base.patcher), cfg.optim.seed)
-    tm = TrainerModel(base, weights, cfg.data.frames, checkpointing=cfg.model.gradient_checkpointing)
-    validator = Validator(cfg, tm, base.vae, val, null_text) if cfg.validation.every else None
+    tm = TrainerModel(base, weights, cfg.data.frames, checkpointing=cfg.model.gradient_checkpointing,
+                      image_adapter=image_adapter(cfg, base, dataset))
+    validator = None
+    if cfg.validation.every:
+        clip_vision = None
+        if tm.uses_image and cfg.validation.samples:
+            from .image_projection import load_clip_vision
+
+            clip_vision = load_clip_vision(cfg.model.clip_vision)
+        validator = Validator(cfg, tm, base.vae, val, null_text, clip_vision)
     try:
         result = train(cfg, tm, dataset, null_text, accelerator=accelerator, resume=args.resume,
                        validator=validator)

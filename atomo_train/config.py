@@ -17,6 +17,7 @@ from .draws import DrawConfig
 from .errors import ConfigError
 
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+IMAGE_PROJECTIONS = ("none", "base", "plus")
 
 
 def _opt_path(base: Path, value: str | None) -> Path | None:
@@ -26,15 +27,6 @@ def _opt_path(base: Path, value: str | None) -> Path | None:
     return (p if p.is_absolute() else base / p).resolve()
 
 
-def _existing(base: Path, value, key: str) -> Path | None:
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(key, f"must be a file path (a string), got {value!r}")
-    p = _opt_path(base, value)
-    if p is not None and not p.is_file():
-        raise ConfigError(key, f"file not found: {p}. Give the path of the file, or remove the key.")
-    return p
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """`[model]`: the base checkpoint and the shape of the temporal layers."""
@@ -42,8 +34,11 @@ class ModelConfig:
     max_frames: int = 16            # positional-encoding length written to the file (at least data.frames)
     temporal_conv: bool = True      # the 1D temporal convolutions after every ResBlock
     heads: int = 8
-    gradient_checkpointing: bool = False
-    vae: Path | None = None         # a VAE file used instead of the checkpoint's (required if it has none)
+    gradient_checkpointing: bool = False   # the frozen ResBlocks / SpatialTransformers and the temporal layers
+    clip_vision: Path | None = None        # CLIP-vision file: the cache stores its features of every frame
+    image_projection: str = "none"         # fresh projection when init.ip_adapter is not given: none|base|plus
+    train_image_projection: bool = True    # train the projection and to_k_ip/to_v_ip (when there is one)
+    vae: Path | None = None                # a VAE file used instead of the checkpoint's (required if it has none)
 
     @classmethod
     def from_dict(cls, d: dict, base: Path) -> "ModelConfig":
@@ -56,7 +51,16 @@ class ModelConfig:
                    temporal_conv=get_bool(s, d, "temporal_conv", True),
                    heads=get_int(s, d, "heads", 8, lo=1),
                    gradient_checkpointing=get_bool(s, d, "gradient_checkpointing", False),
-                   vae=_existing(base, d.get("vae"), f"{s}.vae"))
+                   clip_vision=_file(s, "clip_vision", _opt_path(base, get_str(s, d, "clip_vision", None))),
+                   image_projection=get_choice(s, d, "image_projection", "none", IMAGE_PROJECTIONS),
+                   train_image_projection=get_bool(s, d, "train_image_projection", True),
+                   vae=_file(s, "vae", _opt_path(base, get_str(s, d, "vae", None))))
+
+
+def _file(section: str, key: str, p: Path | None) -> Path | None:
+    if p is not None and not p.is_file():
+        raise ConfigError(f"{section}.{key}", f"file not found: {p}. Give the path of the file, or remove the key.")
+    return p
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,15 @@ class InitConfig:
     """`[init]`: public files to start from (any subset); empty = fresh identity layers."""
     motion_module: Path | None = None   # AnimateDiff v2/v3 (or v1/AnimateLCM) motion module -> temporal attention
     pia: Path | None = None             # pia.ckpt -> the extra conv_in channels (its motion modules are not used)
+    ip_adapter: Path | None = None      # IP-Adapter SD1.5 file -> the image projection and to_k_ip/to_v_ip
 
     @classmethod
     def from_dict(cls, d: dict, base: Path) -> "InitConfig":
         s = "init"
         reject_unknown(s, d, [f.name for f in fields(cls)])
-        out = cls(motion_module=_opt_path(base, d.get("motion_module")), pia=_opt_path(base, d.get("pia")))
-        for name in ("motion_module", "pia"):
+        out = cls(motion_module=_opt_path(base, d.get("motion_module")), pia=_opt_path(base, d.get("pia")),
+                  ip_adapter=_opt_path(base, d.get("ip_adapter")))
+        for name in ("motion_module", "pia", "ip_adapter"):
             p = getattr(out, name)
             if p is not None and not p.is_file():
                 raise ConfigError(f"{s}.{name}", f"file not found: {p}. Give the path of the file, or remove the "
@@ -199,6 +205,11 @@ class TrainConfig:
                   output=OutputConfig.from_dict(d.get("output", {}), base),
                   validation=ValidationConfig.from_dict(d.get("validation", {})),
                   raw=d)
+        if (cfg.init.ip_adapter is not None or cfg.model.image_projection != "none") and cfg.model.clip_vision is None:
+            what = "init.ip_adapter" if cfg.init.ip_adapter is not None else "model.image_projection"
+            raise ConfigError("model.clip_vision", f"is required with {what}: the path of the CLIP-vision file "
+                              "(e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors) whose features the image "
+                              "projection reads")
         if cfg.data.frames > cfg.model.max_frames:
             raise ConfigError("model.max_frames", f"{cfg.model.max_frames} is less than data.frames = "
                               f"{cfg.data.frames}; raise model.max_frames to at least {cfg.data.frames}")

@@ -33,16 +33,21 @@ def text_encoder(clip):
     return text_encode
 
 
-def image_encoder(clip_vision):
+def image_encoder(clip_vision, which: str = "penultimate_hidden_states"):
+    """`which`: the CLIP-vision output the image projection reads ("image_embeds" for IP-Adapter base,
+    "penultimate_hidden_states" for plus / full-face), computed as AtomoVideoCLIPVisionInject computes it."""
+    from ..atomo_host.image_tokens import clip_features
+
     @torch.no_grad()
     def image_encode(frames: torch.Tensor) -> torch.Tensor:
-        """frames [F,3,H,W] -> penultimate CLIP-vision tokens [F,T,D] per candidate conditioning frame."""
-        out = clip_vision.encode_image(frames.float().permute(0, 2, 3, 1).contiguous())
-        return out["penultimate_hidden_states"].float().cpu()
+        """frames [F,3,H,W] -> CLIP-vision features [F,T,D] of every candidate conditioning frame (T = 1 for the
+        pooled image_embeds)."""
+        out = clip_features(clip_vision, frames.float().permute(0, 2, 3, 1).contiguous(), which)
+        return (out.unsqueeze(1) if out.dim() == 2 else out).float().cpu()
     return image_encode
 
 
-def build_encoders(base, clip_vision=None):
+def build_encoders(base, clip_vision=None, which: str = "penultimate_hidden_states"):
     """The data cache's `Encoders` from a loaded checkpoint (`model_setup.Base` with clip and vae)."""
     from .data.cache import Encoders
 
@@ -52,4 +57,4 @@ def build_encoders(base, clip_vision=None):
     else:
         text = text_encoder(base.clip)
     return Encoders(vae_encode=vae_encoder(base.vae, latent_format), text_encode=text,
-                    image_encode=image_encoder(clip_vision) if clip_vision is not None else None)
+                    image_encode=image_encoder(clip_vision, which) if clip_vision is not None else None)

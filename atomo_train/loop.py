@@ -51,11 +51,14 @@ class Sample:
     concat: torch.Tensor     # [F,C-4,h,w]
     target: torch.Tensor     # [F,4,h,w] v
     weight: torch.Tensor     # [F] 1 on frames the loss counts
+    image: torch.Tensor | None = None  # [1,T,D] CLIP features of the conditioning frame (zero when dropped)
 
 
 def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metadata, null_text: torch.Tensor,
-                alphas_cumprod: torch.Tensor, timestep: int | None = None, first_frame_only: bool = False) -> Sample:
-    """One clip's training inputs. `timestep`/`first_frame_only` fix the draws for the eval loss."""
+                alphas_cumprod: torch.Tensor, timestep: int | None = None, first_frame_only: bool = False,
+                image_features: bool = False) -> Sample:
+    """One clip's training inputs. `timestep`/`first_frame_only` fix the draws for the eval loss;
+    `image_features`: also the cached CLIP features of the conditioning frame (models with an image projection)."""
     g = torch.Generator().manual_seed(sample_seed(seed, n))
     x0 = item["latents"][:frames].detach().float()
     if x0.shape[0] < frames:
@@ -74,12 +77,20 @@ def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metada
     target = ns.v_from_x0_eps(x0, noise, ab)
     text = (null_text if d.drop_text else item["text"]).detach()
     concat = build_concat(parse_layout(metadata.channel_layout), x0, image, mask, metadata.mask_polarity)
+    image = None
+    if image_features and "image_tokens" in item:
+        image = item["image_tokens"][d.image_frame].detach().float().unsqueeze(0)
+        if d.drop_image_tokens:  # the projection of a zero feature: inference's unconditional image tokens
+            image = torch.zeros_like(image)
     return Sample(x_t, torch.full((frames,), float(t)), text.float().unsqueeze(0).expand(frames, *text.shape),
-                  concat, target, loss_frames(d, draws_cfg).float())
+                  concat, target, loss_frames(d, draws_cfg).float(), image)
 
 
 def collate(samples: list[Sample], device) -> Sample:
-    return Sample(*(torch.cat([getattr(s, f) for s in samples]).to(device) for f in Sample.__dataclass_fields__))
+    def cat(f):
+        parts = [getattr(s, f) for s in samples]
+        return None if parts[0] is None else torch.cat(parts).to(device)
+    return Sample(*(cat(f) for f in Sample.__dataclass_fields__))
 
 
 def sample_loss(pred: torch.Tensor, s: Sample, frames: int) -> torch.Tensor:
@@ -180,7 +191,8 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
             n = base_n + i
             item = dataset[dataset_index(n, len(dataset), o.seed)]
             items.append(make_sample(item, n, frames=frames, seed=o.seed, draws_cfg=cfg.conditioning,
-                                     metadata=tm.metadata, null_text=null_text, alphas_cumprod=alphas_cumprod))
+                                     metadata=tm.metadata, null_text=null_text, alphas_cumprod=alphas_cumprod,
+                                     image_features=tm.uses_image))
         return collate(items, accelerator.device)
 
     module.train()
@@ -198,7 +210,7 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
             sync = contextlib.nullcontext() if a == o.grad_accum - 1 else accelerator.no_sync(module)
             with sync:
                 with accelerator.autocast():
-                    pred = module(batch.x_t, batch.t, batch.context, batch.concat)
+                    pred = module(batch.x_t, batch.t, batch.context, batch.concat, batch.image)
                 loss = sample_loss(pred, batch, frames)
                 accelerator.backward(loss / o.grad_accum)
             step_loss += loss.detach() / o.grad_accum

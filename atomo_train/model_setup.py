@@ -1,7 +1,9 @@
 """The trainer's model: the user's SD1.5 UNet inflated by the loader's own code, with trainable new layers.
 
-The ONLY trainer module that talks to the pack's host glue (`nodes.*`, weight readers), so switching the glue
-package means editing this file (and `validation.py` for sampling).
+With its two parts `image_projection.py` (the trainable IP-Adapter projection and its attn2 patches) and
+`block_checkpointing.py` (checkpointing of the frozen UNet blocks), the only trainer module that talks to the
+pack's host glue (`atomo_host`, weight readers), so switching the glue package means editing these files (and
+`validation.py` for sampling).
 
 - The base checkpoint is loaded by ComfyUI, checked to be SD1.5 and frozen (`requires_grad` off; its values
   are never written: the new layers reach the UNet only through object patches, undone by `detach()`).
@@ -34,7 +36,9 @@ from ..atomo_core.weight_format import AtomoVideoMetadata, AtomoVideoWeights, fr
 from ..atomo_host.inflation import host_layout, inflate
 from ..atomo_host import small_base
 from ..atomo_host.model_family import check_sd15_base
+from .block_checkpointing import CheckpointedBlock, checkpointed_block_handler, wrap_blocks
 from .errors import ConfigError
+from .image_projection import TOKENS_KEY, ImageAdapter, attn2_patches
 
 WHO = "atomo_train"
 CONV_IN = "diffusion_model.input_blocks.0.0"
@@ -219,35 +223,50 @@ class TrainableUNet(nn.Module):
     """Holds exactly the trainable parameters (what DDP/FSDP wrap and `save_state` stores); its forward runs the
     whole inflated UNet, whose frozen base is kept outside the module tree."""
 
-    def __init__(self, layers: dict, conv_in_extra: nn.Parameter, unet, frames: int, checkpointing: bool):
+    def __init__(self, layers: dict, conv_in_extra: nn.Parameter, unet, frames: int, checkpointing: bool,
+                 image_adapter: ImageAdapter | None = None):
         super().__init__()
         self.temporal = nn.ModuleDict({site_key(k): v for k, v in layers.items()})
         self.conv_in_extra = conv_in_extra
+        self.image_adapter = image_adapter
         self.__dict__["_unet"] = unet  # not a submodule: the base is frozen and never synced or saved
+        self.__dict__["_attn2"] = attn2_patches(image_adapter, unet) if image_adapter is not None else None
         self.frames = frames
         self.checkpointing = checkpointing
 
     def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                concat: torch.Tensor) -> torch.Tensor:
-        """x_t [B*F,4,h,w] (frames contiguous per clip), timesteps [B*F], context [B*F,L,D], concat [B*F,5,h,w];
-        returns the v prediction [B*F,4,h,w]."""
-        to = {"patches": {"forward_timestep_embed_patch": [(TemporalLayer, training_layer_handler)]},
+                concat: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t [B*F,4,h,w] (frames contiguous per clip), timesteps [B*F], context [B*F,L,D], concat [B*F,5,h,w],
+        image: CLIP features of each clip's conditioning frame [B,...] (zero where dropped), used when the model
+        has an image adapter; returns the v prediction [B*F,4,h,w]."""
+        patches = [(TemporalLayer, training_layer_handler)]
+        if self.checkpointing:
+            patches.append((CheckpointedBlock, checkpointed_block_handler))
+        to = {"patches": {"forward_timestep_embed_patch": patches},
               "cond_or_uncond": [0] * (x_t.shape[0] // self.frames), "atomo_frames": self.frames,
               "atomo_checkpoint": self.checkpointing}
+        if self.image_adapter is not None:
+            if image is None:
+                raise ValueError("the model has an image projection: pass the CLIP features of the given frame")
+            tokens = self.image_adapter.tokens(image.to(x_t.device))
+            to[TOKENS_KEY] = tokens.repeat_interleave(self.frames, dim=0)
+            to["patches_replace"] = {"attn2": self._attn2}
         return self._unet(torch.cat([x_t, concat], dim=1), timesteps, context=context, transformer_options=to)
 
 
 class TrainerModel:
     """The inflated clone of the base, the trainable module, and attach/detach of the object patches."""
 
-    def __init__(self, base: Base, weights: AtomoVideoWeights, frames: int, checkpointing: bool = False):
+    def __init__(self, base: Base, weights: AtomoVideoWeights, frames: int, checkpointing: bool = False,
+                 image_adapter: ImageAdapter | None = None):
         self.base = base
         self.metadata = weights.metadata
         if frames > weights.metadata.max_frames:
             raise ConfigError("data.frames", f"{frames} frames exceed the positional encoding of "
                               f"{weights.metadata.max_frames}; raise model.max_frames")
         extra = weights.conv_in_extra
-        self.patcher = inflate(base.patcher, replace(weights, conv_in_extra=None), "training", owner=WHO)
+        self.patcher = inflate(base.patcher, replace(weights, conv_in_extra=None, image_proj=None), "training",
+                               owner=WHO)
         unet = base.patcher.get_model_object("diffusion_model")
         layers = {}
         for key, seq in self.patcher.object_patches.items():
@@ -263,7 +282,10 @@ class TrainerModel:
                                    torch.zeros(base_conv.weight.shape[0], weights.metadata.in_channels - 4,
                                                *base_conv.weight.shape[2:]))
         self.patcher.add_object_patch(CONV_IN, WidenedConvIn(base_conv, extra_param))
-        self.module = TrainableUNet(layers, extra_param, unet, frames, checkpointing)
+        if checkpointing:
+            wrap_blocks(self.patcher, unet)
+        self.module = TrainableUNet(layers, extra_param, unet, frames, checkpointing, image_adapter)
+        self.uses_image = image_adapter is not None
         self.attached = False
 
     def attach(self, device=None) -> None:
@@ -293,7 +315,15 @@ class TrainerModel:
             if k.startswith("temporal."):
                 site, param = k[len("temporal."):].split(".", 1)
                 temporal.setdefault(names[site], {})[param] = v.detach().float().cpu().clone()
-        return AtomoVideoWeights(self.metadata, temporal, state["conv_in_extra"].detach().float().cpu().clone())
+        extra = state["conv_in_extra"].detach().float().cpu().clone()
+        adapter = self.module.image_adapter
+        if adapter is None:
+            return AtomoVideoWeights(self.metadata, temporal, extra)
+        prefix = "image_adapter."
+        image_proj = adapter.file_part({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        proj = adapter.projection
+        tokens = proj.tokens if hasattr(proj, "tokens") else proj.latents.shape[1] if hasattr(proj, "latents") else 0
+        return AtomoVideoWeights(replace(self.metadata, image_tokens=tokens), temporal, extra, image_proj)
 
 
 def base_state(base: Base) -> dict:

@@ -19,6 +19,8 @@ import comfy.model_management
 from ..atomo_core import noise_schedules as ns
 from ..atomo_core.metrics.report import evaluate
 from ..atomo_host.conditioning import ImageConditioning, condition_video
+from ..atomo_host.decoupled_attention import Injection, inject
+from ..atomo_host.image_tokens import FROM_ATOMOVIDEO
 from ..atomo_host.inflation import inflate
 from ..atomo_host.sampling import SamplingSettings, sample_run
 from ..atomo_host.zero_snr import apply_zero_snr_vprediction
@@ -39,10 +41,11 @@ def eval_losses(cfg, tm, module, dataset, device) -> dict:
         t = int(round(q * last))
         samples = [make_sample(dataset[i], EVAL_SEED_OFFSET + i, frames=cfg.data.frames, seed=cfg.validation.seed,
                                draws_cfg=cfg.conditioning, metadata=tm.metadata, null_text=dataset[i]["text"],
-                               alphas_cumprod=alphas_cumprod, timestep=t, first_frame_only=True)
+                               alphas_cumprod=alphas_cumprod, timestep=t, first_frame_only=True,
+                               image_features=tm.uses_image)
                    for i in range(clips)]
         b = collate(samples, device)
-        pred = module(b.x_t, b.t, b.context, b.concat)
+        pred = module(b.x_t, b.t, b.context, b.concat, b.image)
         out[f"q{q:.2f}_t{t}"] = float(sample_loss(pred, b, cfg.data.frames))
     module.train()
     out["mean"] = float(np.mean(list(out.values())))
@@ -63,14 +66,18 @@ def contact_sheet(videos: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.concatenate(list(v), axis=1) for v in videos], axis=0)
 
 
-def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: int, vcfg) -> tuple[np.ndarray,
-                                                                                                   np.ndarray]:
-    """One image-to-video sample, exactly as the nodes make it: (video [F,H,W,3] uint8, input image)."""
+def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: int, vcfg,
+                 clip_vision=None) -> tuple[np.ndarray, np.ndarray]:
+    """One image-to-video sample, exactly as the nodes make it: (video [F,H,W,3] uint8, input image). With an
+    image projection in `weights` and a `clip_vision` model, the image is also injected as AtomoVideo CLIP Vision
+    Injection does it ("from AtomoVideo weights", weight 1)."""
     model = inflate(tm.base.patcher, weights, "validation")
     model = apply_zero_snr_vprediction(model, cfg_rescale=vcfg.cfg_rescale)
     latent_format = tm.base.patcher.get_model_object("latent_format")
     first = latent_format.process_out(item["latents"][:1].float())
     image = vae.decode(first).float().clamp(0, 1)                    # [1,H,W,3]
+    if weights.image_proj and clip_vision is not None:
+        model = inject(model, clip_vision, image, Injection(FROM_ATOMOVIDEO))
     h, w = image.shape[1:3]
     positive = [[item["text"].float().unsqueeze(0), {}]]
     negative = [[null_text.float().unsqueeze(0), {}]]
@@ -90,8 +97,9 @@ def release_sampling_models() -> None:
 class Validator:
     """Called by the loop every `validation.every` steps on every process; works on the main process."""
 
-    def __init__(self, cfg, tm, vae, val_dataset, null_text: torch.Tensor):
+    def __init__(self, cfg, tm, vae, val_dataset, null_text: torch.Tensor, clip_vision=None):
         self.cfg, self.tm, self.vae, self.data, self.null_text = cfg, tm, vae, val_dataset, null_text
+        self.clip_vision = clip_vision  # for the image injection of models with an image projection
         self.dir = cfg.output.dir / "validation"
 
     def __call__(self, step: int, module, accelerator) -> dict | None:
@@ -121,7 +129,7 @@ class Validator:
             videos, metrics = [], []
             for i in range(min(self.cfg.validation.samples, len(self.data))):
                 video, image = sample_video(self.tm, weights, self.vae, self.data[i], self.null_text,
-                                            self.cfg.data.frames, self.cfg.validation)
+                                            self.cfg.data.frames, self.cfg.validation, self.clip_vision)
                 save_webp(self.dir / f"step{step:08d}_sample{i}.webp", video)
                 videos.append(video)
                 metrics.append(evaluate(video.astype(np.float32) / 255, image.astype(np.float32) / 255)["summary"])

@@ -7,19 +7,23 @@
 random UNet of the full SD1.5 shape (860M parameters) for GPU numbers at 256 and 512 px. One step = the trainer's
 forward (inflated UNet, 9-channel input), v loss, backward, AdamW step, with one clip of `--frames` frames; bf16
 autocast on CUDA, fp32 on the CPU. Time is the median over `--steps` steps after one warm-up step. Peak memory:
-`torch.cuda.max_memory_allocated` on CUDA; on the CPU, parameter bytes plus the rise of peak resident memory.
+`torch.cuda.max_memory_allocated` on CUDA; on the CPU, parameter bytes plus the rise of resident memory during a
+timed step above the resident memory before it (sampled every millisecond, `bench_host.PeakRSS`).
+`--checkpointing` checkpoints the temporal layers and the frozen ResBlocks / SpatialTransformers
+(model.gradient_checkpointing). Also printed: the activations one forward pass keeps for the backward pass
+(tensors saved by autograd, parameters excluded, each storage once): the memory checkpointing saves, measured
+exactly on any device.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench_host import rss_bytes
+from bench_host import PeakRSS
 
 HERE = Path(__file__).resolve().parent
 SD15_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
@@ -87,23 +91,47 @@ def main():
     step()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    before = rss_bytes()
-    times = []
+    times, rise = [], 0
     for _ in range(a.steps):
         t0 = time.perf_counter()
-        step()
+        with PeakRSS() as probe:
+            step()
         times.append(time.perf_counter() - t0)
+        rise = max(rise, probe.rise)
     unet_bytes = sum(p.numel() * p.element_size() for p in base.patcher.model.diffusion_model.parameters())
     if cuda:
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = unet_bytes + max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+        peak = unet_bytes + rise
+    kept = saved_activation_bytes(lambda: tm.module(x, t, ctx, concat), tm, cuda)
     trainable = sum(p.numel() for p in tm.module.parameters())
     s = statistics.median(times)
     print(f"device {device}, base {a.base}, {a.frames} frames at {a.size} px, checkpointing {a.checkpointing}")
     print(f"  step {s:.3f} s   {1 / s:.3f} samples/s ({a.frames / s:.1f} frames/s)   peak {peak / 2**20:.0f} MiB"
-          f"   trainable {trainable / 1e6:.1f} M parameters")
+          f"   trainable {trainable / 1e6:.1f} M parameters   activations kept for backward {kept / 2**20:.0f} MiB")
     tm.detach()
+
+
+def saved_activation_bytes(forward, tm, cuda: bool) -> int:
+    """Bytes of the distinct non-parameter tensors autograd keeps from one forward pass for the backward pass."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in tm.base.patcher.model.parameters()}
+    params |= {p.untyped_storage().data_ptr() for p in tm.module.parameters()}
+    seen: dict = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            pred = forward()
+    pred.float().pow(2).mean().backward()
+    tm.module.zero_grad(set_to_none=True)
+    return sum(seen.values())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ def test_defaults_and_paths_relative_to_the_toml(tmp_path):
     assert cfg.data.path == (tmp_path / "videos").resolve()
     assert (cfg.optim.lr, cfg.optim.batch_size, cfg.optim.grad_accum, cfg.output.keep_states) == (1e-4, 1, 1, 3)
     assert cfg.conditioning.first_frame == 1.0 and cfg.validation.every == 0
+    m = cfg.model
+    assert (m.clip_vision, m.image_projection, m.train_image_projection, m.gradient_checkpointing) == (
+        None, "none", True, False)
+    assert cfg.init.ip_adapter is None
 
 
 def test_cli_overrides_are_toml_values(tmp_path):
@@ -43,6 +47,11 @@ def test_cli_overrides_are_toml_values(tmp_path):
     ({"optim": {"betas": [0.9]}}, "optim.betas", "two numbers"),
     ({"optim": {"mixed_precision": "fp8"}}, "optim.mixed_precision", "must be one of"),
     ({"validation": {"quantiles": [1.5]}}, "validation.quantiles", "in \\[0, 1\\]"),
+    ({"model": {"image_projection": "full"}}, "model.image_projection", "must be one of 'none', 'base', 'plus'"),
+    ({"model": {"image_projection": "base"}}, "model.clip_vision", "is required with model.image_projection"),
+    ({"model": {"train_image_projection": "yes"}}, "model.train_image_projection", "true or false"),
+    ({"model": {"clip_vision": "clip.safetensors"}}, "model.clip_vision", "file not found"),
+    ({"init": {"ip_adapter": "ip.bin"}}, "init.ip_adapter", "file not found"),
 ])
 def test_bad_values_name_the_key(tmp_path, sections, key, text):
     d = minimal(tmp_path, **sections)
@@ -75,9 +84,35 @@ def test_the_config_hash_follows_settings_not_output_paths(tmp_path):
 def test_model_vae_is_a_file_relative_to_the_toml(tmp_path):
     with pytest.raises(ConfigError, match=r"config key 'model.vae': file not found"):
         TrainConfig.from_dict(minimal(tmp_path, model={"vae": "vae.safetensors"}), tmp_path)
-    with pytest.raises(ConfigError, match=r"config key 'model.vae': must be a file path"):
+    with pytest.raises(ConfigError, match=r"config key 'model.vae': must be a non-empty string"):
         TrainConfig.from_dict(minimal(tmp_path, model={"vae": 3}), tmp_path)
     (tmp_path / "vae.safetensors").write_bytes(b"x")
     cfg = TrainConfig.from_dict(minimal(tmp_path, model={"vae": "vae.safetensors"}), tmp_path)
     assert cfg.model.vae == (tmp_path / "vae.safetensors").resolve()
     assert TrainConfig.from_dict(minimal(tmp_path), tmp_path).model.vae is None
+
+
+def test_ip_adapter_needs_a_clip_vision_file(tmp_path):
+    (tmp_path / "ip.bin").write_bytes(b"x")
+    (tmp_path / "clip.safetensors").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"config key 'model.clip_vision': is required with init.ip_adapter"):
+        TrainConfig.from_dict(minimal(tmp_path, init={"ip_adapter": "ip.bin"}), tmp_path)
+    cfg = TrainConfig.from_dict(minimal(tmp_path, init={"ip_adapter": "ip.bin"},
+                                        model={"clip_vision": "clip.safetensors", "train_image_projection": False}),
+                                tmp_path)
+    assert cfg.init.ip_adapter == (tmp_path / "ip.bin").resolve() and not cfg.model.train_image_projection
+    assert cfg.hash() != TrainConfig.from_dict(minimal(tmp_path, model={"clip_vision": "clip.safetensors"}),
+                                               tmp_path).hash()
+
+
+def test_every_trainer_key_is_in_the_readme_table():
+    from dataclasses import fields
+    from pathlib import Path
+
+    config = module("atomo_train.config")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    sections = {"model": config.ModelConfig, "init": config.InitConfig, "optim": config.OptimConfig,
+                "output": config.OutputConfig, "validation": config.ValidationConfig}
+    missing = [f"{s}.{f.name}" for s, cls in sections.items() for f in fields(cls)
+               if f"| `{s}.{f.name}` |" not in readme]
+    assert not missing, f"README lacks rows for {missing}"
