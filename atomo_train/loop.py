@@ -162,6 +162,11 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
     written as at the end of a run.
     """
     accelerator = accelerator or make_accelerator(cfg)
+    if validator is not None and cfg.validation.every and str(accelerator.distributed_type).endswith("FSDP"):
+        # validation runs the module on the main process only and exports its state_dict: under FSDP the
+        # forward would wait forever for the other processes' all-gather, and the state holds shards
+        raise ConfigError("validation.every", "validation is not supported under FSDP yet; set it to 0 (or "
+                          "train with DDP: multi_gpu.yaml) and validate a written weight file in ComfyUI")
     o, out = cfg.optim, cfg.output
     frames = cfg.data.frames
     world, rank = accelerator.num_processes, accelerator.process_index

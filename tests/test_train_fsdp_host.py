@@ -10,7 +10,8 @@ one process on this machine. Shown instead:
   others' files);
 - the trainable module under torch's FSDP2 (`fully_shard`, what Accelerate applies for `fsdp_version: 2`), on one
   gloo process, gets the same gradients as the plain module for every parameter (conv_in's extra channels
-  included) and the EMA reads its sharded parameters.
+  included) and the EMA reads its sharded parameters;
+- validation, which would stall under FSDP, is refused before training.
 """
 from __future__ import annotations
 
@@ -158,3 +159,15 @@ def test_fully_sharded_module_trains_every_parameter_and_feeds_the_ema(comfy, ti
     finally:
         tm.detach()
         dist.destroy_process_group()
+
+
+def test_validation_under_fsdp_is_refused_before_training(mods, comfy, tiny_models, tmp_path):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    cfg = mods["config"].TrainConfig.from_dict(run_config(comfy, tiny_models["checkpoint"], tmp_path,
+                                                          validation={"every": 2}))
+    fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP)  # what a GPU FSDP launch's Accelerator reports
+    with pytest.raises(mods["errors"].ConfigError, match="'validation.every': validation is not supported under"):
+        mods["loop"].train(cfg, None, [], torch.zeros(1), accelerator=fsdp, validator=object())
