@@ -12,6 +12,8 @@ class EMA:
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
         for k, v in module.state_dict().items():
+            if hasattr(v, "full_tensor"):  # FSDP2 shards: every process gathers the whole value (collective)
+                v = v.full_tensor()
             s = self.shadow[k]
             if torch.is_floating_point(v):
                 s.lerp_(v.detach().float().to(s.device), 1.0 - self.decay)

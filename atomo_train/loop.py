@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,30 @@ def make_accelerator(cfg, log: bool = True):
     if mp == "auto":
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
     project = ProjectConfiguration(project_dir=str(cfg.output.dir), logging_dir=str(cfg.output.dir / "logs"))
-    return Accelerator(mixed_precision=mp, log_with="tensorboard" if log else None, project_config=project)
+    accelerator = Accelerator(mixed_precision=mp, log_with="tensorboard" if log else None, project_config=project)
+    check_launch(str(accelerator.distributed_type).split(".")[-1], accelerator.num_processes)
+    return accelerator
+
+
+_ENGINES = (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED"))
+
+
+def check_launch(distributed_type: str, num_processes: int, env=None) -> None:
+    """Refuse what Accelerate (1.16) does silently with a config it cannot honour: without a GPU it runs an FSDP
+    or DeepSpeed config as plain DDP (`ACCELERATE_USE_CPU=1`), or, without that flag, as N unconnected
+    one-process runs that each train alone and overwrite each other's files."""
+    env = os.environ if env is None else env
+    world = int(env.get("WORLD_SIZE") or 1)
+    if world > 1 and num_processes != world:
+        raise ConfigError("distributed_type", f"accelerate launch started {world} processes but Accelerate joined "
+                          f"them into a group of {num_processes} (no GPU found and ACCELERATE_USE_CPU not set): "
+                          "each would train alone and overwrite the same files. On CPU set use_cpu: true in the "
+                          "Accelerate config or ACCELERATE_USE_CPU=1 (see atomo_train/configs/cpu_2proc.yaml)")
+    for flag, engine in _ENGINES:
+        if (env.get(flag) or "false").lower() == "true" and distributed_type != engine:
+            raise ConfigError("distributed_type", f"the Accelerate config asks for {engine}, but Accelerate runs "
+                              f"{engine} only on GPUs and would silently run this launch as {distributed_type}; "
+                              "on CPU use atomo_train/configs/cpu_2proc.yaml (DDP with gloo)")
 
 
 @dataclass
@@ -149,6 +173,11 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
     written as at the end of a run.
     """
     accelerator = accelerator or make_accelerator(cfg)
+    if validator is not None and cfg.validation.every and str(accelerator.distributed_type).endswith("FSDP"):
+        # validation runs the module on the main process only and exports its state_dict: under FSDP the
+        # forward would wait forever for the other processes' all-gather, and the state holds shards
+        raise ConfigError("validation.every", "validation is not supported under FSDP yet; set it to 0 (or "
+                          "train with DDP: multi_gpu.yaml) and validate a written weight file in ComfyUI")
     o, out = cfg.optim, cfg.output
     frames = cfg.data.frames
     world, rank = accelerator.num_processes, accelerator.process_index

@@ -190,19 +190,24 @@ def _meta_kwargs(meta: AtomoVideoMetadata) -> dict:
 # The trainable model
 # --------------------------------------------------------------------------------------------------------------
 class WidenedConvIn(nn.Module):
-    """conv_in with input channels cat(frozen base, trainable extra); the base conv is never written."""
+    """conv_in with input channels cat(frozen base, trainable extra); the base conv is never written.
 
-    def __init__(self, base_conv: nn.Module, extra: nn.Parameter):
+    The extra weight is read from its owner (the TrainableUNet) at every call, never kept: FSDP replaces the
+    owner's Parameter object (sharded, then unsharded for the forward), and a kept reference would get no
+    gradient."""
+
+    def __init__(self, base_conv: nn.Module, owner: nn.Module):
         super().__init__()
         self.base = base_conv
-        self.extra = extra
+        self.__dict__["_owner"] = owner  # not a submodule: the owner holds this module's trainable weight
 
     def forward(self, x):
         if self.base.weight.shape[1] != 4:
             raise RuntimeError(f"{WHO}: conv_in has {self.base.weight.shape[1]} input channels, expected the "
                                "checkpoint's 4; another model's patches are still applied (unload it first)")
-        weight = torch.cat([self.base.weight.to(self.extra.dtype), self.extra], dim=1)
-        bias = None if self.base.bias is None else self.base.bias.to(self.extra.dtype)
+        extra = self._owner.conv_in_extra
+        weight = torch.cat([self.base.weight.to(extra.dtype), extra], dim=1)
+        bias = None if self.base.bias is None else self.base.bias.to(extra.dtype)
         return F.conv2d(x, weight, bias, self.base.stride, self.base.padding)
 
 
@@ -281,10 +286,10 @@ class TrainerModel:
         extra_param = nn.Parameter(extra.detach().float().clone() if extra is not None else
                                    torch.zeros(base_conv.weight.shape[0], weights.metadata.in_channels - 4,
                                                *base_conv.weight.shape[2:]))
-        self.patcher.add_object_patch(CONV_IN, WidenedConvIn(base_conv, extra_param))
+        self.module = TrainableUNet(layers, extra_param, unet, frames, checkpointing, image_adapter)
+        self.patcher.add_object_patch(CONV_IN, WidenedConvIn(base_conv, self.module))
         if checkpointing:
             wrap_blocks(self.patcher, unet)
-        self.module = TrainableUNet(layers, extra_param, unet, frames, checkpointing, image_adapter)
         self.uses_image = image_adapter is not None
         self.attached = False
 

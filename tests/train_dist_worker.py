@@ -23,13 +23,13 @@ def main(config_path: str, data_path: str, out_path: str, stop_after: str = "0",
     setup = importlib.import_module(f"{pack.__name__}.atomo_train.model_setup")
     loop = importlib.import_module(f"{pack.__name__}.atomo_train.loop")
     cfg = config.load_config(config_path)
+    acc = loop.make_accelerator(cfg, log=False)  # first: it refuses launches Accelerate cannot honour
     data = torch.load(data_path)
     dataset = EncodedClips(data["latents"], data["texts"])
     base = setup.load_base(cfg.model.checkpoint)
     weights = setup.initial_weights(cfg.model, cfg.init, setup.unet_layout(base.patcher), cfg.optim.seed)
     tm = setup.TrainerModel(base, weights,
                             cfg.data.frames)
-    acc = loop.make_accelerator(cfg, log=False)
     result = loop.train(cfg, tm, dataset, data["null_text"], accelerator=acc, progress_bar=False,
                         stop_after=int(stop_after) or None, resume=resume or None)
     if acc.is_main_process:
