@@ -26,7 +26,7 @@ LONG_FRAMES = wb.DEMO_FRAMES + (wb.DEMO_SEGMENTS - 1) * (wb.DEMO_FRAMES - wb.DEM
 # Frame 0 of the image-to-video against the demo VAE's round trip of the input. With the untrained (identity)
 # AtomoVideo file the model ignores the image latent and frame 0 is a sample of the base (measured 8-11 dB); the
 # trained file must reach the SSIM >= 0.9, so raise this bound when it is committed.
-MIN_FIRST_FRAME_PSNR = 6.0
+MIN_FIRST_FRAME_PSNR = 17.0  # measured 20.7 dB with the committed weights; 9.4 dB with untrained layers
 # The budget is 60 s on 2 free CPU cores; test machines are shared, so the test allows twice that.
 MAX_SECONDS = float(os.environ.get("ATOMO_DEMO_MAX_SECONDS", "120"))
 
