@@ -6,7 +6,7 @@ makes these tests fail until the workflow is updated.
 File names: the workflows use the public model names; the tests substitute the fixture files (tiny SD1.5
 checkpoint, AtomoVideo / PIA / IP-Adapter / LoRA / ControlNet files with random values, a tiny CLIP vision model).
 The `demo` workflow runs with the pack's own files (AtomoVideo Demo Model, the bundled AtomoVideo file and picture),
-nothing substituted; until the trained demo AtomoVideo file is committed, `demo_files.py` writes an untrained one.
+nothing substituted (the trained files committed in `atomo_demo/weights/`).
 
 CLIP vision: ComfyUI's CLIPVisionLoader recognises only full-size encoders (it picks a config by layer count, host
 notes section 7), so for *execution* the converted prompt's CLIPVisionLoader nodes are replaced by the test node
