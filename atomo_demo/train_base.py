@@ -12,7 +12,6 @@ Resumable: every `--save-every` steps the full state (weights, EMA, AdamW, step,
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import json
@@ -240,16 +239,10 @@ def _eval_loss(unet, ema: dict, test: torch.Tensor, ac: torch.Tensor, seed: int)
 
 def main(argv=None) -> int:
     """Boots ComfyUI (the UNet is the host's class) and runs the pack's own copy of this module."""
-    p = argparse.ArgumentParser(prog="python -m atomo_demo.train_base", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="output folder: checkpoints/, weights/demo_unet.safetensors, metrics.json")
-    for f in dataclasses.fields(Config):
-        if f.name == "out":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true")
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default)
+    from atomo_demo.train_vae import config_parser
+
+    p = config_parser(Config, "python -m atomo_demo.train_base", __doc__,
+                      "output folder: checkpoints/, weights/demo_unet.safetensors, metrics.json")
     cfg = Config(**vars(p.parse_args(argv)))
     from atomo_train.host_boot import boot
 

@@ -237,10 +237,11 @@ def _train(cfg: Config) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m atomo_demo.train_vae", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="output folder: checkpoints/, weights/ (the VAELoader files), metrics.json")
-    for f in dataclasses.fields(Config):
+def config_parser(config_class, prog: str, doc: str, out_help: str) -> argparse.ArgumentParser:
+    """`OUT` plus one `--flag` per field of a trainer's Config dataclass (shared by the demo's trainers)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("out", help=out_help)
+    for f in dataclasses.fields(config_class):
         if f.name == "out":
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -248,8 +249,13 @@ def main(argv=None) -> int:
             p.add_argument(flag, action="store_true")
         else:
             p.add_argument(flag, type=type(f.default), default=f.default)
-    a = vars(p.parse_args(argv))
-    train(Config(**a))
+    return p
+
+
+def main(argv=None) -> int:
+    p = config_parser(Config, "python -m atomo_demo.train_vae", __doc__,
+                      "output folder: checkpoints/, weights/ (the VAELoader files), metrics.json")
+    train(Config(**vars(p.parse_args(argv))))
     return 0
 
 
