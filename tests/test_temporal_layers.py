@@ -61,11 +61,15 @@ def test_videos_in_a_batch_do_not_see_each_other_whatever_their_order(kind):
     """ComfyUI may batch [cond, uncond] or [uncond, cond]: each F-frame chunk is its own video."""
     frames = 4
     layer = randomize_(LAYERS[kind]())
-    a, b = torch.randn(frames, 64, 3, 3), torch.randn(frames, 64, 3, 3)
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(frames, 64, 3, 3, generator=g), torch.randn(frames, 64, 3, 3, generator=g)
     ab = layer(torch.cat([a, b]), frames)
     ba = layer(torch.cat([b, a]), frames)
-    assert torch.allclose(ab[:frames], ba[frames:], atol=1e-6)
-    assert torch.allclose(ab[:frames], layer(a, frames), atol=1e-6)
+    # float32 round-off of a batched convolution differs from a single one by ~1e-6 on values of size ~3 (a CI
+    # run failed at atol 1e-6); a video leaking into another changes the output by O(1).
+    assert torch.allclose(ab[:frames], ba[frames:], atol=1e-5)
+    assert torch.allclose(ab[:frames], layer(a, frames), atol=1e-5)
+    assert not torch.allclose(layer(torch.cat([a, b]), 2 * frames)[:frames], ab[:frames], atol=1e-2)
 
 
 def test_attention_matches_animatediff_reference_maths():
