@@ -101,7 +101,8 @@ def zeroed_temporal(weights: AtomoVideoWeights) -> AtomoVideoWeights:
 def load_demo(files: DemoFiles) -> Demo:
     for what, path in asdict(files).items():
         if not Path(path).is_file():
-            how = demo_model.REGENERATE.get(Path(path).name, "")
+            bundled = (demo_model.DEFAULT_BASE, demo_model.VAE_FILE, demo_model.ATOMOVIDEO_FILE)
+            how = demo_model.REGENERATE if Path(path).name in bundled else ""
             raise FileNotFoundError(f"claims: the demo's {what} file {path} is missing; pass --{what} FILE"
                                     + (f", or regenerate it: {how}" if how else ""))
     base = load_small_base(files.base)
@@ -392,8 +393,8 @@ def write(res: dict, clips: list, out: Path) -> dict:
     paths = {"json": out / "claims.json", "plot": out / "claims.png", "sheet": out / "claims_videos.png"}
     paths["json"].write_text(json.dumps(res, indent=2))
     Image.fromarray((plot(res) * 255).round().astype(np.uint8)).save(paths["plot"])
-    rows = [np.concatenate(list(c["videos"][k]), axis=1) for c in clips for k in ("truth", "generated", "zeroed")]
-    Image.fromarray((np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)).save(paths["sheet"])
+    rows = [c["videos"][k] for c in clips for k in ("truth", "generated", "zeroed")]
+    Image.fromarray((plots.contact_sheet(rows) * 255).round().astype(np.uint8)).save(paths["sheet"])
     return paths
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import folder_paths
 import nodes
+import numpy as np
 
 from ..atomo_core.errors import AtomoVideoError
+from ..atomo_core.metrics import plots
 from . import demo_model, headless, ui_workflow
 
 PACK_DIR = Path(__file__).resolve().parent.parent
@@ -85,23 +87,11 @@ def contact_sheet(videos: list[Path], path: Path) -> Path:
     """Every frame of `videos` (animated webp), SHEET_COLUMNS a row, one block of rows per video."""
     from PIL import Image, ImageSequence
 
-    blocks = []
+    arrays = []
     for video in videos:
         with Image.open(video) as im:
-            frames = [f.convert("RGB") for f in ImageSequence.Iterator(im)]
-        w, h = frames[0].size
-        rows = -(-len(frames) // SHEET_COLUMNS)
-        block = Image.new("RGB", (SHEET_COLUMNS * w, rows * h), (255, 255, 255))
-        for i, f in enumerate(frames):
-            block.paste(f, ((i % SHEET_COLUMNS) * w, (i // SHEET_COLUMNS) * h))
-        blocks.append(block)
-    sheet = Image.new("RGB", (max(b.width for b in blocks), sum(b.height for b in blocks)
-                              + SHEET_GAP * (len(blocks) - 1)), (255, 255, 255))
-    y = 0
-    for b in blocks:
-        sheet.paste(b, (0, y))
-        y += b.height + SHEET_GAP
-    sheet.save(path)
+            arrays.append(np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]))
+    Image.fromarray(plots.contact_sheet(arrays, columns=SHEET_COLUMNS, gap=SHEET_GAP)).save(path)
     return path
 
 

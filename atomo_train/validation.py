@@ -17,6 +17,7 @@ from PIL import Image
 import comfy.model_management
 
 from ..atomo_core import noise_schedules as ns
+from ..atomo_core.metrics.plots import contact_sheet
 from ..atomo_core.metrics.report import evaluate
 from ..atomo_host.conditioning import ImageConditioning, condition_video
 from ..atomo_host.decoupled_attention import Injection, inject
@@ -59,11 +60,6 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 def save_webp(path: Path, frames: np.ndarray, fps: int = 8) -> None:
     imgs = [Image.fromarray(f) for f in frames]
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0, lossless=True)
-
-
-def contact_sheet(videos: list[np.ndarray]) -> np.ndarray:
-    """One row per video, its frames left to right."""
-    return np.concatenate([np.concatenate(list(v), axis=1) for v in videos], axis=0)
 
 
 def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: int, vcfg,

@@ -140,3 +140,28 @@ def plot_report(report: dict) -> np.ndarray:
            [("L* mean", [v[0] for v in lab], frames)], ylabel="L*, 0-100",
            ref=("input L*", report["input"]["lab_mean"][0]), n_frames=n)
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def contact_sheet(videos: list, columns: int | None = None, gap: int = 0) -> np.ndarray:
+    """Every frame of `videos` ([F, H, W, 3] arrays of one dtype) in a grid: one block of rows per video,
+    `columns` frames a row (all of a video's frames when None), `gap` rows between blocks; empty cells and
+    gaps are white (255 for integer frames, 1.0 for float)."""
+    dtype = np.asarray(videos[0]).dtype
+    white = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    blocks = []
+    for video in videos:
+        frames = np.asarray(video)
+        n, h, w, c = frames.shape
+        cols = columns or n
+        rows = -(-n // cols)
+        block = np.full((rows * h, cols * w, c), white, dtype=dtype)
+        for i, f in enumerate(frames):
+            block[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = f
+        blocks.append(block)
+    width = max(b.shape[1] for b in blocks)
+    parts = []
+    for i, b in enumerate(blocks):
+        if i:
+            parts.append(np.full((gap, width, b.shape[2]), white, dtype=dtype))
+        parts.append(np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)), constant_values=white))
+    return np.concatenate(parts, axis=0)
