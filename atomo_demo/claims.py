@@ -101,8 +101,7 @@ def zeroed_temporal(weights: AtomoVideoWeights) -> AtomoVideoWeights:
 def load_demo(files: DemoFiles) -> Demo:
     for what, path in asdict(files).items():
         if not Path(path).is_file():
-            bundled = (demo_model.DEFAULT_BASE, demo_model.VAE_FILE, demo_model.ATOMOVIDEO_FILE)
-            how = demo_model.REGENERATE if Path(path).name in bundled else ""
+            how = demo_model.REGENERATE.get(Path(path).name, "")
             raise FileNotFoundError(f"claims: the demo's {what} file {path} is missing; pass --{what} FILE"
                                     + (f", or regenerate it: {how}" if how else ""))
     base = load_small_base(files.base)

@@ -25,8 +25,14 @@ VAE_FILE = "atomo_demo_vae.safetensors"
 ATOMOVIDEO_FILE = "demo_atomovideo.safetensors"
 ATOMOVIDEO_DIR = WEIGHTS_DIR / "atomovideo"
 
-# regenerates every bundled file with the settings that made the committed ones (from the pack's folder)
-REGENERATE = "python -m atomo_demo.retrain OUT --install"
+# bundled file -> the command (from the pack's folder) that regenerates it; its output goes to atomo_demo/weights/
+REGENERATE = {
+    DEFAULT_BASE: "python -m atomo_demo.train_base OUT --vae atomo_demo/weights, then copy OUT/weights/"
+                  + DEFAULT_BASE,
+    VAE_FILE: "python -m atomo_demo.train_vae OUT, then copy OUT/weights/" + VAE_FILE,
+    ATOMOVIDEO_FILE: "python -m atomo_train --config atomo_demo/configs/demo_video.toml, then copy the weights "
+                     "file it writes to atomo_demo/weights/atomovideo/" + ATOMOVIDEO_FILE,
+}
 
 
 def bundled_bases() -> list[str]:
@@ -53,9 +59,10 @@ def bundled_file(name: str, field: str | None, folder: Path | None = None) -> Pa
     path = (folder or WEIGHTS_DIR) / name
     if path.is_file():
         return path
+    how = REGENERATE.get(name, f"python -m atomo_demo.train_base OUT --vae atomo_demo/weights (for {name})")
     raise AtomoVideoError(field, f"the pack's demo file {path} is missing. It ships with the pack: restore it with "
                                  "`git checkout -- atomo_demo/weights` in the pack's folder (or reinstall the "
-                                 f"pack), or regenerate it: {REGENERATE}")
+                                 f"pack), or regenerate it: {how}")
 
 
 def check_bundled_files() -> None:
