@@ -93,6 +93,7 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_steps: int = 100
     max_steps: int = 1000
+    decay_steps: int = 0            # the last N steps decay the lr linearly to 0 (warm-up, stable, decay); 0 = off
     batch_size: int = 1             # clips per optimizer step over all processes and accumulation steps
     grad_accum: int = 1             # micro-batches per optimizer step in each process
     clip_grad_norm: float = 1.0     # 0 = off
@@ -108,17 +109,22 @@ class OptimConfig:
         if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
                 isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
             raise ConfigError(f"{s}.betas", f"must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {betas!r}")
-        return cls(lr=get_float(s, d, "lr", 1e-4, lo=0.0), betas=(float(betas[0]), float(betas[1])),
+        out = cls(lr=get_float(s, d, "lr", 1e-4, lo=0.0), betas=(float(betas[0]), float(betas[1])),
                    weight_decay=get_float(s, d, "weight_decay", 0.01, lo=0.0),
                    eps=get_float(s, d, "eps", 1e-8, lo=0.0),
                    warmup_steps=get_int(s, d, "warmup_steps", 100, lo=0),
                    max_steps=get_int(s, d, "max_steps", 1000, lo=1),
+                   decay_steps=get_int(s, d, "decay_steps", 0, lo=0),
                    batch_size=get_int(s, d, "batch_size", 1, lo=1),
                    grad_accum=get_int(s, d, "grad_accum", 1, lo=1),
                    clip_grad_norm=get_float(s, d, "clip_grad_norm", 1.0, lo=0.0),
                    ema_decay=get_float(s, d, "ema_decay", 0.0, lo=0.0, hi=0.999999),
                    mixed_precision=get_choice(s, d, "mixed_precision", "auto", PRECISIONS),
                    seed=get_int(s, d, "seed", 0, lo=0))
+        if out.decay_steps > out.max_steps:
+            raise ConfigError(f"{s}.decay_steps", f"{out.decay_steps} is more than optim.max_steps "
+                              f"({out.max_steps}); the decay is the last part of the run: use at most max_steps")
+        return out
 
     def micro_batch(self, processes: int) -> int:
         """Clips per forward pass in each process; the global batch must split evenly."""

@@ -102,10 +102,13 @@ def sample_loss(pred: torch.Tensor, s: Sample, frames: int) -> torch.Tensor:
 
 
 def learning_rate(cfg, step: int) -> float:
-    """Linear warm-up to optim.lr, then constant; a function of the step, so resuming restores it exactly."""
-    if cfg.warmup_steps <= 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+    """Linear warm-up to optim.lr, constant, then (optim.decay_steps > 0) a linear decay to zero over the last
+    decay_steps steps; a function of the step, so resuming restores it exactly and a longer run can add a decay."""
+    lr = cfg.lr if cfg.warmup_steps <= 0 else cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+    left = cfg.max_steps - step            # steps still to take, this one included
+    if cfg.decay_steps > 0 and left <= cfg.decay_steps:
+        lr *= left / (cfg.decay_steps + 1)
+    return lr
 
 
 class Progress:

@@ -116,3 +116,19 @@ def test_every_trainer_key_is_in_the_readme_table():
     missing = [f"{s}.{f.name}" for s, cls in sections.items() for f in fields(cls)
                if f"| `{s}.{f.name}` |" not in readme]
     assert not missing, f"README lacks rows for {missing}"
+
+
+def test_learning_rate_warms_up_holds_then_decays_to_zero_over_decay_steps(tmp_path):
+    learning_rate = module("atomo_train.loop", "learning_rate")
+    cfg = TrainConfig.from_dict(minimal(tmp_path, optim={"lr": 1.0, "warmup_steps": 2, "max_steps": 10,
+                                                          "decay_steps": 4}), tmp_path)
+    lrs = [learning_rate(cfg.optim, step) for step in range(10)]
+    # warm-up (steps 0-1), constant (2-5), then the last 4 steps 4/5 .. 1/5 of lr: never 0, so no step is wasted
+    assert lrs == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2])
+    plain = TrainConfig.from_dict(minimal(tmp_path, optim={"lr": 1.0, "warmup_steps": 2, "max_steps": 10}), tmp_path)
+    assert [learning_rate(plain.optim, step) for step in range(10)] == pytest.approx([0.5] + [1.0] * 9)
+
+
+def test_decay_longer_than_the_run_is_refused_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"optim\.decay_steps.*at most max_steps"):
+        TrainConfig.from_dict(minimal(tmp_path, optim={"max_steps": 10, "decay_steps": 11}), tmp_path)
