@@ -53,6 +53,28 @@ def zero_snr_alphas_cumprod(num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> t
     return ac
 
 
+PREDICTIONS = ("v", "eps")
+
+
+def training_alphas_cumprod(prediction: str) -> torch.Tensor:
+    """The schedule a model of this prediction type trains on: AtomoVideo's v-prediction on SD1.5's schedule
+    rescaled to zero terminal SNR, or (eps, the paper's comparison) SD1.5's own schedule, as SD1.5 was trained."""
+    if prediction == "v":
+        return zero_snr_alphas_cumprod()
+    if prediction == "eps":
+        return alphas_cumprod_from_betas(sd15_betas())
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
+def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """What the UNet output is regressed on: v = sqrt(ab) eps - sqrt(1 - ab) x0, or the noise itself."""
+    if prediction == "v":
+        return v_from_x0_eps(x0, eps, alpha_bar)
+    if prediction == "eps":
+        return eps
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
 def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor, terminal_alpha_bar: float | None = None) -> torch.Tensor:
     """k-diffusion sigmas sqrt((1 - ab) / ab). Infinite where ab = 0 unless `terminal_alpha_bar` replaces that 0
     (ComfyUI uses COMFY_ZSNR_ALPHA_BAR_T)."""

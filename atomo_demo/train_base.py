@@ -34,7 +34,8 @@ DEMO_UNET = {
     "use_temporal_attention": False, "use_temporal_resblock": False,
 }
 CONTEXT_DIM = DEMO_UNET["context_dim"]
-_STATE_KEYS = ("seed", "size", "clips", "frame_stride", "batch", "lr", "warmup", "steps", "ema")
+_STATE_KEYS = ("seed", "size", "clips", "frame_stride", "batch", "lr", "warmup", "steps", "ema", "prediction")
+_STATE_DEFAULTS = {"prediction": "v"}  # states written before the key existed
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Config:
     log_every: int = 50
     resume: bool = False
     stop_after: int = 0
+    prediction: str = "v"             # v (zero terminal SNR, AtomoVideo's) or eps (SD1.5's schedule; the comparison)
 
 
 def _stage(name: str, t0: float) -> float:
@@ -104,16 +106,17 @@ def _lr(cfg: Config, step: int) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def v_loss(unet, x0: torch.Tensor, g: torch.Generator, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Mean squared v error at uniformly drawn timesteps (the trainer's objective on single frames)."""
-    from ..atomo_core.noise_schedules import v_from_x0_eps
+def v_loss(unet, x0: torch.Tensor, g: torch.Generator, alphas_cumprod: torch.Tensor,
+           prediction: str = "v") -> torch.Tensor:
+    """Mean squared v (or eps) error at uniformly drawn timesteps (the trainer's objective on single frames)."""
+    from ..atomo_core.noise_schedules import training_target
 
     t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=g)
     noise = torch.randn(x0.shape, generator=g)
     ab = alphas_cumprod[t].view(-1, 1, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     pred = unet(x_t, t.float(), context=zero_context(x0.shape[0]))
-    return F.mse_loss(pred, v_from_x0_eps(x0, noise, ab))
+    return F.mse_loss(pred, training_target(prediction, x0, noise, ab))
 
 
 def train(cfg: Config, build_model, save_base) -> dict:
@@ -129,8 +132,10 @@ def train(cfg: Config, build_model, save_base) -> dict:
 
 
 def _train(cfg: Config, build_model, save_base) -> dict:
-    from ..atomo_core.noise_schedules import zero_snr_alphas_cumprod
+    from ..atomo_core.noise_schedules import PREDICTIONS, training_alphas_cumprod
 
+    if cfg.prediction not in PREDICTIONS:
+        raise ValueError(f"atomo_demo.train_base: --prediction must be one of {PREDICTIONS}, got {cfg.prediction!r}")
     out = Path(cfg.out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     latest = out / "checkpoints" / "latest.pt"
@@ -152,12 +157,12 @@ def _train(cfg: Config, build_model, save_base) -> dict:
     ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    ac = zero_snr_alphas_cumprod().float()
+    ac = training_alphas_cumprod(cfg.prediction).float()
     start, seconds, history = 0, 0.0, []
     if cfg.resume and latest.is_file():
         state = torch.load(latest, weights_only=True)
-        diff = {k: (state["config"].get(k), getattr(cfg, k)) for k in _STATE_KEYS
-                if state["config"].get(k) != getattr(cfg, k)}
+        saved = {**_STATE_DEFAULTS, **state["config"]}
+        diff = {k: (saved.get(k), getattr(cfg, k)) for k in _STATE_KEYS if saved.get(k) != getattr(cfg, k)}
         if diff:
             raise ValueError(f"atomo_demo.train_base: --resume with settings that differ from {latest}: {diff} "
                              "(saved, now); use the saved values or a new output folder")
@@ -177,7 +182,7 @@ def _train(cfg: Config, build_model, save_base) -> dict:
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         idx = torch.randint(len(latents), (cfg.batch,), generator=g)
-        loss = v_loss(unet, latents[idx], g, ac)
+        loss = v_loss(unet, latents[idx], g, ac, cfg.prediction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -190,7 +195,7 @@ def _train(cfg: Config, build_model, save_base) -> dict:
         if done % cfg.log_every == 0 or done == end:
             dt = (time.perf_counter() - t_log) / len(run)
             history.append({"step": done, "loss": float(np.mean(run))})
-            print(f"step {done}/{cfg.steps} v-loss {np.mean(run):.4f} lr {_lr(cfg, step):.2e} {dt:.3f} s/step",
+            print(f"step {done}/{cfg.steps} {cfg.prediction}-loss {np.mean(run):.4f} lr {_lr(cfg, step):.2e} {dt:.3f} s/step",
                   flush=True)
             t_log, run = time.perf_counter(), []
         if done % cfg.save_every == 0 or done == end:
@@ -200,38 +205,38 @@ def _train(cfg: Config, build_model, save_base) -> dict:
                         "generator": g.get_state(), "seconds": elapsed, "history": history,
                         "config": {k: getattr(cfg, k) for k in _STATE_KEYS}}, tmp)
             os.replace(tmp, latest)
-            _save_ema(unet, ema, out, save_base, done)
+            _save_ema(unet, ema, out, save_base, done, cfg.prediction)
     seconds += time.perf_counter() - t0
     times["train"] = _stage(f"train (steps {start}-{end}, {seconds:.1f} s in all runs)", t0)
 
     t0 = time.perf_counter()
-    eval_loss = _eval_loss(unet, ema, test, ac, cfg.seed)
+    eval_loss = _eval_loss(unet, ema, test, ac, cfg.seed, cfg.prediction)
     times["eval"] = _stage("eval", t0)
     result = {"step": end, "finished": end == cfg.steps, "train_seconds_all_runs": seconds,
-              "stage_seconds_this_run": times, "test_v_loss_ema": eval_loss, "config": dataclasses.asdict(cfg)}
+              "stage_seconds_this_run": times, f"test_{cfg.prediction}_loss_ema": eval_loss, "config": dataclasses.asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"test-split v-loss (EMA weights) {eval_loss:.4f}", flush=True)
+    print(f"test-split {cfg.prediction}-loss (EMA weights) {eval_loss:.4f}", flush=True)
     return result
 
 
-def _save_ema(unet, ema: dict, out: Path, save_base, step: int) -> None:
+def _save_ema(unet, ema: dict, out: Path, save_base, step: int, prediction: str = "v") -> None:
     live = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     unet.load_state_dict(ema)
     try:
         save_base(out / "weights" / "demo_unet.safetensors", unet, DEMO_UNET,
                   {"source": "atomo_demo.train_base (trained from scratch on atomo_demo.world)", "step": step,
-                   "prediction": "v", "zero_terminal_snr": "true"})
+                   "prediction": prediction, "zero_terminal_snr": str(prediction == "v").lower()})
     finally:
         unet.load_state_dict(live)
 
 
 @torch.no_grad()
-def _eval_loss(unet, ema: dict, test: torch.Tensor, ac: torch.Tensor, seed: int) -> float:
+def _eval_loss(unet, ema: dict, test: torch.Tensor, ac: torch.Tensor, seed: int, prediction: str = "v") -> float:
     live = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     unet.load_state_dict(ema)
     unet.eval()
     g = torch.Generator().manual_seed(seed + 7)
-    losses = [float(v_loss(unet, test[i:i + 64], g, ac)) for i in range(0, len(test), 64) for _ in range(4)]
+    losses = [float(v_loss(unet, test[i:i + 64], g, ac, prediction)) for i in range(0, len(test), 64) for _ in range(4)]
     unet.load_state_dict(live)
     unet.train()
     return float(np.mean(losses))

@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 IMAGE_PROJECTIONS = ("none", "base", "plus")
+PREDICTIONS = ("v", "eps")  # atomo_core.noise_schedules.PREDICTIONS (config stays free of torch)
 
 
 def _opt_path(base: Path, value: str | None) -> Path | None:
@@ -39,6 +40,7 @@ class ModelConfig:
     image_projection: str = "none"         # fresh projection when init.ip_adapter is not given: none|base|plus
     train_image_projection: bool = True    # train the projection and to_k_ip/to_v_ip (when there is one)
     vae: Path | None = None                # a VAE file used instead of the checkpoint's (required if it has none)
+    prediction: str = "v"                  # v: AtomoVideo's zero-terminal-SNR v-prediction; eps: the comparison
 
     @classmethod
     def from_dict(cls, d: dict, base: Path) -> "ModelConfig":
@@ -54,7 +56,8 @@ class ModelConfig:
                    clip_vision=_file(s, "clip_vision", _opt_path(base, get_str(s, d, "clip_vision", None))),
                    image_projection=get_choice(s, d, "image_projection", "none", IMAGE_PROJECTIONS),
                    train_image_projection=get_bool(s, d, "train_image_projection", True),
-                   vae=_file(s, "vae", _opt_path(base, get_str(s, d, "vae", None))))
+                   vae=_file(s, "vae", _opt_path(base, get_str(s, d, "vae", None))),
+                   prediction=get_choice(s, d, "prediction", "v", PREDICTIONS))
 
 
 def _file(section: str, key: str, p: Path | None) -> Path | None:

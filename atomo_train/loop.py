@@ -75,7 +75,7 @@ def make_sample(item: dict, n: int, *, frames: int, seed: int, draws_cfg, metada
     noise = torch.randn(x0.shape, generator=g)
     ab = alphas_cumprod[t].float()
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-    target = ns.v_from_x0_eps(x0, noise, ab)
+    target = ns.training_target(metadata.prediction, x0, noise, ab)
     text = (null_text if d.drop_text else item["text"]).detach()
     concat = build_concat(parse_layout(metadata.channel_layout), x0, image, mask, metadata.mask_polarity)
     image = None
@@ -204,7 +204,7 @@ def train(cfg, tm, dataset, null_text: torch.Tensor, *, accelerator=None, resume
             accelerator.print(f"atomo_train: resumed from {path} at step {progress.step}")
     if accelerator.is_main_process and accelerator.log_with:
         accelerator.init_trackers("atomovideo", config={"config_hash": cfg.hash()})
-    alphas_cumprod = ns.zero_snr_alphas_cumprod()
+    alphas_cumprod = ns.training_alphas_cumprod(tm.metadata.prediction)
     null_text = null_text.float().cpu()
     losses: list[float] = []
     weights_path = None

@@ -114,10 +114,12 @@ def unet_layout(patcher) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 # Initial weights: fresh identity layers, or public files
 # --------------------------------------------------------------------------------------------------------------
-def training_metadata(sites, max_frames: int, temporal_conv: bool, heads: int, **arch) -> AtomoVideoMetadata:
-    """What a trained file declares: v-prediction, zero terminal SNR, the AtomoVideo input layout."""
-    meta = AtomoVideoMetadata(sites=[s.as_list() for s in sites], max_frames=max_frames,
-                              temporal_conv=temporal_conv, heads=heads, prediction="v", zero_terminal_snr=True,
+def training_metadata(sites, max_frames: int, temporal_conv: bool, heads: int, prediction: str = "v",
+                      **arch) -> AtomoVideoMetadata:
+    """What a trained file declares: v-prediction on zero terminal SNR (or eps on SD1.5's schedule, the paper's
+    comparison), the AtomoVideo input layout."""
+    meta = AtomoVideoMetadata(sites=[s.as_list() for s in sites], max_frames=max_frames, temporal_conv=temporal_conv,
+                              heads=heads, prediction=prediction, zero_terminal_snr=prediction == "v",
                               source_format="atomovideo", beta_schedule="scaled_linear",
                               spatial_groupnorm="per_frame", image_on_all_frames=False, **arch)
     meta.validate()
@@ -148,7 +150,7 @@ def _initial_weights(model_cfg, init_cfg, layout: dict) -> AtomoVideoWeights:
     max_frames = model_cfg.max_frames
     if init_cfg.motion_module is None:
         sites = atomovideo_sites(layout, temporal_conv=model_cfg.temporal_conv)
-        meta = training_metadata(sites, max_frames, model_cfg.temporal_conv, model_cfg.heads)
+        meta = training_metadata(sites, max_frames, model_cfg.temporal_conv, model_cfg.heads, model_cfg.prediction)
         weights = fresh_weights(sites, **_meta_kwargs(meta))
     else:
         mm = _read_public(init_cfg.motion_module, "init.motion_module", layout)
@@ -160,7 +162,7 @@ def _initial_weights(model_cfg, init_cfg, layout: dict) -> AtomoVideoWeights:
         taken = {s.name for s in attention_sites}
         sites = attention_sites + [s for s in conv_sites if s.name not in taken]
         meta = training_metadata(sites, max(max_frames, mm.metadata.max_frames), model_cfg.temporal_conv,
-                                 mm.metadata.heads, attention_blocks=mm.metadata.attention_blocks,
+                                 mm.metadata.heads, model_cfg.prediction, attention_blocks=mm.metadata.attention_blocks,
                                  feed_forward=mm.metadata.feed_forward,
                                  attention_projections=mm.metadata.attention_projections)
         weights = fresh_weights(sites, **_meta_kwargs(meta))

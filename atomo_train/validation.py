@@ -32,9 +32,10 @@ EVAL_SEED_OFFSET = 10_000_000
 
 @torch.no_grad()
 def eval_losses(cfg, tm, module, dataset, device) -> dict:
-    """Mean v loss per timestep quantile (first frame given, no dropout, fixed noise per clip and quantile)."""
+    """Mean v (or eps) loss per timestep quantile (first frame given, no dropout, fixed noise per clip and
+    quantile)."""
     module.eval()
-    alphas_cumprod = ns.zero_snr_alphas_cumprod()
+    alphas_cumprod = ns.training_alphas_cumprod(tm.metadata.prediction)
     last = len(alphas_cumprod) - 1
     clips = min(cfg.validation.clips, len(dataset))
     out = {}
@@ -68,7 +69,8 @@ def sample_video(tm, weights, vae, item: dict, null_text: torch.Tensor, frames: 
     image projection in `weights` and a `clip_vision` model, the image is also injected as AtomoVideo CLIP Vision
     Injection does it ("from AtomoVideo weights", weight 1)."""
     model = inflate(tm.base.patcher, weights, "validation")
-    model = apply_zero_snr_vprediction(model, cfg_rescale=vcfg.cfg_rescale)
+    if weights.metadata.prediction == "v":  # an eps model samples as the loader gives it: the base's own schedule
+        model = apply_zero_snr_vprediction(model, cfg_rescale=vcfg.cfg_rescale)
     latent_format = tm.base.patcher.get_model_object("latent_format")
     first = latent_format.process_out(item["latents"][:1].float())
     image = vae.decode(first).float().clamp(0, 1)                    # [1,H,W,3]

@@ -134,3 +134,18 @@ def test_gaussian_ideal_v_is_the_posterior_mean():
         assert abs((r * (x_t - x_t.mean())).mean().item()) < 5e-3
     assert torch.allclose(ns.gaussian_ideal_v(torch.randn(5, dtype=torch.float64), 0.0, mu, s),
                           torch.full((5,), -mu, dtype=torch.float64))
+
+
+def test_training_schedules_and_targets_of_both_prediction_types():
+    ns = core("noise_schedules")
+    v_ab, eps_ab = ns.training_alphas_cumprod("v"), ns.training_alphas_cumprod("eps")
+    # v: pure noise at the last step; eps: SD1.5's own schedule, whose last step keeps sqrt(0.00466) of the image
+    assert v_ab[-1] == 0.0 and float(eps_ab[-1]) == pytest.approx(0.0046601, rel=1e-4)
+    assert float(eps_ab[0]) == pytest.approx(1 - 0.00085) and torch.equal(v_ab, ns.zero_snr_alphas_cumprod())
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g)
+    ab = torch.tensor([0.25, 0.64]).view(-1, 1, 1, 1)
+    assert torch.equal(ns.training_target("eps", x0, eps, ab), eps)
+    assert torch.allclose(ns.training_target("v", x0, eps, ab), ab.sqrt() * eps - (1 - ab).sqrt() * x0)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        ns.training_target("x0", x0, eps, ab)

@@ -105,3 +105,36 @@ def test_resume_n_then_2n_equals_2n_uninterrupted(comfy, tiny_models, clips, mod
     assert max_diff(params_of(full), params_of(second)) <= 1e-6
     assert max_diff(optimizer_tensors(full), optimizer_tensors(second)) <= 1e-6
     assert first.losses + second.losses == pytest.approx(full.losses, abs=1e-6)
+
+
+def test_eps_prediction_run_regresses_the_noise_on_sd15s_schedule_and_says_so_in_its_file(comfy, tiny_models, clips,
+                                                                                         mods, tmp_path):
+    """model.prediction = "eps" (the paper's comparison model): noise as the target, SD1.5's own schedule, and a
+    file whose metadata makes the loader sample it as an eps model (no zero-SNR v-prediction)."""
+    dataset, null_text = clips
+    ns = module("atomo_core.noise_schedules")
+    loop = mods["loop"]
+    samples = {}
+    for prediction in ("v", "eps"):
+        cfg, base, tm = make_run(comfy, tiny_models, mods, tmp_path / prediction, model={"prediction": prediction},
+                                 optim={"max_steps": 2})
+        assert (tm.metadata.prediction, tm.metadata.zero_terminal_snr) == (prediction, prediction == "v")
+        t = 999  # the last step: pure noise for v, sqrt(0.00466) of the image left for eps
+        ab = ns.training_alphas_cumprod(prediction)[t].float()
+        s = loop.make_sample(dataset[0], 0, frames=cfg.data.frames, seed=0, draws_cfg=cfg.conditioning,
+                             metadata=tm.metadata, null_text=null_text, alphas_cumprod=ns.training_alphas_cumprod(
+                                 prediction), timestep=t, first_frame_only=True)
+        x0 = dataset[0]["latents"][:cfg.data.frames].float()
+        noise = (s.x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        expected = noise if prediction == "eps" else ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        assert torch.allclose(s.target, expected, atol=1e-5)
+        samples[prediction] = s
+        if prediction == "eps":
+            result = loop.train(cfg, tm, dataset, null_text, accelerator=accelerator(mods, cfg), progress_bar=False)
+            tm.detach()
+            read = module("atomo_core.weight_files", "load_temporal_weights")(result.weights)
+            assert (read.metadata.prediction, read.metadata.zero_terminal_snr) == ("eps", False)
+        else:
+            tm.detach()
+    # same draws (seed, clip, timestep), different schedules: the eps sample keeps some of the image at t=999
+    assert not torch.allclose(samples["v"].x_t, samples["eps"].x_t)
