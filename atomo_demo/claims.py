@@ -17,8 +17,8 @@ loader's `video_model`, `condition_video` + `sample_run` as AtomoVideo Image Con
 4. long video: 4 chained segments, per-segment colour drift (CIELAB distance of the mean colour to the input)
    and sharpness (Laplacian variance), drift control off and on.
 Intervals are 95 % Student-t intervals over the test clips; `--clips` tightens them.
-The paper's fifth claim (zero-terminal-SNR v-prediction against an eps model trained the same way) needs a second
-trained model and is not measured here.
+5. v vs eps (`atomo_demo.v_vs_eps`), when the eps model's files are given (`--eps-base`, `--eps-atomovideo`, and
+   `--v-same-schedule`: the v model's file after the same steps): brightness error of frame 0 and of the clip.
 """
 from __future__ import annotations
 
@@ -47,9 +47,10 @@ from ..atomo_host.inflation import host_layout
 from ..atomo_host.loading import LoadSettings, video_model
 from ..atomo_host.sampling import SamplingSettings, sample_run
 from ..atomo_host.small_base import load_small_base
-from . import world
+from . import v_vs_eps, world
 
-NOT_MEASURED = ("not measured: needs an eps model trained like the v model (same data, steps and masks); "
+NOT_MEASURED = ("not measured: pass --eps-base and --eps-atomovideo (`python -m atomo_demo.retrain OUT --with-eps` "
+                "trains them) to compare an eps model trained like the v model (same data, steps and masks); "
                 "only the v-prediction model is trained")
 
 
@@ -59,6 +60,15 @@ class DemoFiles:
     base: Path = demo_model.WEIGHTS_DIR / demo_model.DEFAULT_BASE
     vae: Path = demo_model.WEIGHTS_DIR / demo_model.VAE_FILE
     atomovideo: Path = demo_model.ATOMOVIDEO_DIR / demo_model.ATOMOVIDEO_FILE
+
+
+@dataclass(frozen=True)
+class EpsComparison:
+    """Claim 5's files: an eps base and eps AtomoVideo file trained like the v model, and the v model's file after
+    the same steps (None: `DemoFiles.atomovideo`)."""
+    eps_base: Path
+    eps_atomovideo: Path
+    v_atomovideo: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -274,8 +284,29 @@ def _clip_row(c: dict) -> dict:
                                          for name in ("drift_off", "drift_on")}}
 
 
-def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings(), log=print) -> tuple[dict, list]:
-    """(claims dict, per-clip raw results incl. videos) for `s.clips` held-out test clips."""
+def measure_v_vs_eps(files: DemoFiles, cmp: EpsComparison, s: ClaimsSettings, log=print) -> dict:
+    """Claim 5: the same image-to-video runs with the v model and with the eps model (`atomo_demo.v_vs_eps`)."""
+    arm_files = {"v": DemoFiles(files.base, files.vae, cmp.v_atomovideo or files.atomovideo),
+                 "eps": DemoFiles(cmp.eps_base, files.vae, cmp.eps_atomovideo)}
+    arms = {}
+    for name, f in arm_files.items():
+        demo = load_demo(f)
+        try:
+            with torch.no_grad():
+                arms[name] = v_vs_eps.measure_arm(demo, s, log)
+        finally:
+            comfy.model_management.unload_all_models()
+    out = v_vs_eps.summarise(arms)
+    training = {name: v_vs_eps.training_record(f.atomovideo) for name, f in arm_files.items()}
+    out["files"] = {name: {k: str(v) for k, v in asdict(f).items()} for name, f in arm_files.items()}
+    out["training"] = training
+    out["same_schedule"] = v_vs_eps.same_schedule(training["v"], training["eps"])
+    return out
+
+
+def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings(), log=print,
+            eps: EpsComparison | None = None) -> tuple[dict, list]:
+    """(claims dict, per-clip raw results incl. videos) for `s.clips` held-out test clips; claim 5 with `eps`."""
     start = time.perf_counter()
     demo = load_demo(files)
     clips = []
@@ -288,6 +319,8 @@ def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings()
     finally:
         comfy.model_management.unload_all_models()
     res = summarise(clips, s)
+    if eps is not None:
+        res["v_vs_eps"] = measure_v_vs_eps(files, eps, s, log)
     res["settings"] = {**asdict(s), "given": list(s.given)}
     res["files"] = {k: str(v) for k, v in asdict(files).items()}
     res["test_seeds"] = [c["seed"] for c in clips]
@@ -315,6 +348,21 @@ def _prediction_rows(fp: dict, arms: tuple) -> list[str]:
             cells = "".join(f"{_fmt_ci(e[arm][m], fmt):<24}" for arm in arms) + " " * 24 * (4 - len(arms))
             lines.append(f"   {key[1:]:<3}{span:<8}{cells}{_fmt_ci(e['model_minus_copy_last'][m], fmt)}  "
                          f"({m.upper()})")
+    return lines
+
+
+def _v_vs_eps_rows(ve: dict) -> list[str]:
+    if not ve.get("measured"):
+        return [f"5. v vs eps: {ve['reason']}"]
+    steps = {k: ve["training"][k].get("step", "?") for k in ("v", "eps")}
+    same = "the same schedule" if ve["same_schedule"] else "DIFFERENT schedules"
+    lines = [f"5. v vs eps: brightness error, |mean L*| of generated vs round-tripped true frames "
+             f"(v {steps['v']} steps, eps {steps['eps']} steps: {same})"]
+    for arm in ("v", "eps"):
+        lines.append(f"   {arm:<4} frame 0 {_fmt_ci(ve[arm]['frame0'], '{:.2f}')}   clip "
+                     f"{_fmt_ci(ve[arm]['clip'], '{:.2f}')}   signed clip mean {_fmt_ci(ve[arm]['clip_signed'], '{:.2f}')}")
+    lines.append(f"   eps - v  frame 0 {_fmt_ci(ve['eps_minus_v']['frame0'], '{:.2f}')}   clip "
+                 f"{_fmt_ci(ve['eps_minus_v']['clip'], '{:.2f}')}")
     return lines
 
 
@@ -349,7 +397,7 @@ def table(res: dict) -> str:
         sharp = "  ".join(f"{x['mean']:.0f}" for x in d["segment_sharpness"])
         lines.append(f"   {name.replace('_', ' control '):<18} drift per segment {drift}   (last/first "
                      f"{_fmt_ratio(d['last_over_first_drift'])})   sharpness {sharp}")
-    lines += ["", f"5. v vs eps: {res['v_vs_eps']['reason']}", f"({res['seconds']:.0f} s)"]
+    lines += ["", *_v_vs_eps_rows(res["v_vs_eps"]), f"({res['seconds']:.0f} s)"]
     return "\n".join(lines)
 
 
@@ -410,6 +458,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--base", default=str(f.base), help="small base UNet file")
     ap.add_argument("--vae", default=str(f.vae), help="VAE file")
     ap.add_argument("--atomovideo", default=str(f.atomovideo), help="AtomoVideo temporal-layer file")
+    ap.add_argument("--eps-base", default=None, help="claim 5: the eps base UNet (retrain --with-eps: "
+                    "OUT/base-eps/weights/demo_unet.safetensors)")
+    ap.add_argument("--eps-atomovideo", default=None, help="claim 5: the eps AtomoVideo file (retrain --with-eps: "
+                    "OUT/video-eps/demo_atomovideo.safetensors)")
+    ap.add_argument("--v-same-schedule", default=None, help="claim 5: the v model's file after the eps model's steps "
+                    "(retrain: OUT/video/demo_atomovideo-step00002000.safetensors; default --atomovideo)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return ap
 
@@ -422,8 +476,15 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     files = DemoFiles(Path(args.base), Path(args.vae), Path(args.atomovideo))
+    if (args.eps_base is None) != (args.eps_atomovideo is None):
+        print("claims: --eps-base and --eps-atomovideo go together (the eps model's base and its AtomoVideo file)",
+              file=sys.stderr)
+        return 2
+    eps = None if args.eps_base is None else EpsComparison(
+        Path(args.eps_base), Path(args.eps_atomovideo), None if args.v_same_schedule is None else Path(args.v_same_schedule))
     try:
-        res, clips = measure(files, ClaimsSettings(clips=args.clips, steps=args.steps, cfg=args.cfg, seed=args.seed))
+        res, clips = measure(files, ClaimsSettings(clips=args.clips, steps=args.steps, cfg=args.cfg, seed=args.seed),
+                             eps=eps)
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 2

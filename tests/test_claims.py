@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from pack import core
+from pack import core, module
 
 pred = core("metrics.prediction")
 fidelity = core("metrics.fidelity")
@@ -82,3 +82,21 @@ def test_the_demo_command_lists_claims():
                          check=False, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "claims" in out.stdout and "measure the AtomoVideo claims" in out.stdout
+
+
+def test_brightness_errors_are_cielab_lightness_differences():
+    ve = module("atomo_demo.v_vs_eps")
+    black, white = np.zeros((1, 4, 4, 3), np.float32), np.ones((1, 4, 4, 3), np.float32)
+    assert ve.lightness(np.concatenate([black, white])) == pytest.approx([0.0, 100.0], abs=1e-3)
+    ref = np.concatenate([white, white, black])
+    video = np.concatenate([black, white, white])  # frame 0 100 darker, frame 1 right, frame 2 100 lighter
+    e = ve.brightness_errors(video, ref)
+    assert e["frame0"] == pytest.approx(100.0, abs=1e-3) and e["clip"] == pytest.approx(200 / 3, abs=1e-3)
+    assert e["clip_signed"] == pytest.approx(0.0, abs=1e-3)
+    s = ve.summarise({"v": [{"frame0": 1.0, "clip": 2.0, "clip_signed": 0.0}] * 2,
+                      "eps": [{"frame0": 4.0, "clip": 3.0, "clip_signed": -3.0}, {"frame0": 6.0, "clip": 5.0,
+                                                                               "clip_signed": -5.0}]})
+    assert s["eps_minus_v"]["frame0"]["mean"] == pytest.approx(4.0) and s["eps"]["clip"]["mean"] == pytest.approx(4.0)
+    rec = {"step": 2000, "lr": 5e-4, "batch_size": 4, "frames": 16, "ema": True}
+    assert ve.same_schedule(rec, dict(rec)) and not ve.same_schedule(rec, {**rec, "step": 6500})
+    assert not ve.same_schedule({}, {})  # files without a training record cannot be called the same schedule

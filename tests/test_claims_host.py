@@ -122,3 +122,34 @@ def test_zeroed_temporal_arm_treats_every_frame_alone(comfy, demo_files):
 
     assert frame0_change("zeroed") <= 1e-5
     assert frame0_change("model") > 1e-3
+
+
+def test_v_vs_eps_samples_each_arm_as_its_file_says_and_scores_its_brightness(comfy, demo_files, tmp_path):
+    """Claim 5 on random models: the eps file samples as an eps model (no zero-SNR v-prediction), the v file as
+    v-prediction, and each arm's frame-0 error is the L* difference of the sample the claims' own call makes."""
+    claims = module("atomo_demo.claims")
+    ve = module("atomo_demo.v_vs_eps")
+    is_v = module("atomo_host.zero_snr", "is_v_prediction")
+    load = core("weight_files", "load_temporal_weights")
+    weights = load(demo_files.atomovideo)
+    meta = dict(weights.metadata.__dict__, prediction="eps", zero_terminal_snr=False)
+    eps_weights = core("weight_format", "AtomoVideoWeights")(type(weights.metadata)(**meta), weights.temporal,
+                                                           weights.conv_in_extra)
+    eps_file = tmp_path / "eps.safetensors"
+    core("weight_format", "save_atomovideo")(eps_file, eps_weights)
+    s = claims.ClaimsSettings(clips=2, steps=2)
+    res = claims.measure_v_vs_eps(demo_files, claims.EpsComparison(demo_files.base, eps_file), s, log=lambda *a: None)
+    assert res["measured"] and res["same_schedule"] is False  # random files carry no training record
+    assert res["eps"]["frame0"]["n"] == res["v"]["frame0"]["n"] == 2
+
+    seed = world.split_seeds("test", 1)[0]
+    truth = _truth(seed)
+    for arm, path, v_pred in (("v", demo_files.atomovideo, True), ("eps", eps_file, False)):
+        demo = claims.load_demo(claims.DemoFiles(demo_files.base, demo_files.vae, path))
+        assert is_v(demo.arms["model"]) is v_pred
+        with torch.no_grad():
+            video = claims.image_to_video(demo, "model", truth[0], s, s.seed)
+            roundtrip = claims._decode(demo, demo.vae.encode(torch.from_numpy(truth)))
+        expected = abs(ve.lightness(video[:1])[0] - ve.lightness(roundtrip[:1])[0])
+        assert res[arm]["per_clip"][0]["frame0"] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert res["eps"]["per_clip"][0]["frame0"] != pytest.approx(res["v"]["per_clip"][0]["frame0"], rel=1e-3)
