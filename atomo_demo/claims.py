@@ -50,8 +50,7 @@ from ..atomo_host.small_base import load_small_base
 from . import v_vs_eps, world
 
 NOT_MEASURED = ("not measured: pass --eps-base and --eps-atomovideo (`python -m atomo_demo.retrain OUT --with-eps` "
-                "trains them) to compare an eps model trained like the v model (same data, steps and masks); "
-                "only the v-prediction model is trained")
+                "trains them): an eps model trained like the v model (same data, steps and masks), not shipped")
 
 
 @dataclass(frozen=True)
