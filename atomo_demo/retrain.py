@@ -44,7 +44,9 @@ def eps_stages(out: Path) -> list[tuple[str, list[str], Path]]:
         ("base-eps", [sys.executable, "-m", "atomo_demo.train_base", str(base), "--vae", str(out / "vae" / "weights"),
                       *BASE_ARGS, "--prediction", "eps", "--resume"], base / "metrics.json"),
         ("video-eps", _video_stage(out, base, video, "--set", 'model.prediction="eps"', "--set",
-                                   f"optim.max_steps={EPS_STEPS}", "--set", "optim.decay_steps=0"),
+                                   f"optim.max_steps={EPS_STEPS}", "--set", "optim.decay_steps=0",
+                                   # its own latent cache: the cache is tied to the base file it was built with
+                                   "--set", f'data.cache_dir="{video / "cache"}"'),
          video / "demo_atomovideo.safetensors"),
     ]
 

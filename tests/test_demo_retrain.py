@@ -32,7 +32,8 @@ def test_eps_arm_repeats_the_v_runs_constant_learning_rate_part():
     sets, v_sets = _sets(video_cmd), _sets(dict((n, c) for n, c, _ in retrain.stages(out))["video"])
     assert sets["model.prediction"] == '"eps"' and int(sets["optim.max_steps"]) == retrain.EPS_STEPS
     assert sets["optim.decay_steps"] == "0" and "base-eps" in sets["model.checkpoint"]
+    assert sets["data.cache_dir"] == f'"{out / "video-eps" / "cache"}"'  # a cache is tied to its base file
     assert {k: v for k, v in sets.items() if k not in ("model.prediction", "optim.max_steps", "optim.decay_steps",
-                                                      "model.checkpoint", "output.dir")} == \
+                                                      "model.checkpoint", "output.dir", "data.cache_dir")} == \
         {k: v for k, v in v_sets.items() if k not in ("model.checkpoint", "output.dir")}
     assert done == out / "video-eps" / "demo_atomovideo.safetensors"
