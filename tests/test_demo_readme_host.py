@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 MARKER = "<!-- demo-command -->"
 I2V_FRAMES = wb.DEMO_FRAMES
 LONG_FRAMES = wb.DEMO_FRAMES + (wb.DEMO_SEGMENTS - 1) * (wb.DEMO_FRAMES - wb.DEMO_CONTEXT)
-# Frame 0 of the image-to-video against the demo VAE's round trip of the input. With the untrained (identity)
-# AtomoVideo file the model ignores the image latent and frame 0 is a sample of the base (measured 8-11 dB); the
-# trained file must reach the SSIM >= 0.9, so raise this bound when it is committed.
-MIN_FIRST_FRAME_PSNR = 17.0  # measured 20.7 dB with the committed weights; 9.4 dB with untrained layers
+# Frame 0 of the image-to-video against the demo VAE's round trip of the input (through the webp). With the
+# untrained (identity) AtomoVideo file the model ignores the image latent and frame 0 is a sample of the base
+# (measured 8-11 dB); the claims test (test_demo_claims_host.py) holds the SSIM target over the test clips.
+MIN_FIRST_FRAME_PSNR = 22.5  # measured 24.5 dB with the committed 6500-step weights (20.7 with the 2000-step ones)
 # The budget is 60 s on 2 free CPU cores; test machines are shared, so the test allows twice that.
 MAX_SECONDS = float(os.environ.get("ATOMO_DEMO_MAX_SECONDS", "120"))
 
