@@ -10,7 +10,8 @@ Images are ComfyUI IMAGE tensors `[N, H, W, C]` with values in 0..1.
   kept); `stretch` scales width and height independently. Scaling is bicubic with antialiasing, values clamped
   to 0..1 afterwards (bicubic overshoot).
 - Frame indices: comma-separated integers and inclusive ranges, e.g. `0`, `0,8,15`, `0-3`, `0-3, 12`; a negative
-  number counts from the end (`-1` is the last frame). Duplicates and out-of-range indices are refused.
+  number counts from the end (`-1` is the last frame). Duplicates, empty entries (`0,,1`, `0,`) and out-of-range
+  indices are refused, quoting the text.
 """
 from __future__ import annotations
 
@@ -106,11 +107,12 @@ def parse_frame_indices(text: str, frames: int) -> list[int]:
     out = []
     for tok in tokens:
         if not tok:
-            continue
+            raise AtomoVideoError(None, f"'{text}' has an empty entry (two separators in a row, or one at the start "
+                                        "or end); write the indices separated by single commas, e.g. '0,8,15'")
         m = _TOKEN.match(tok)
         if not m:
-            raise AtomoVideoError(None, f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or "
-                                        "'0-3'")
+            raise AtomoVideoError(None, f"'{tok}' in '{text}' is not a frame index; write integers and ranges like "
+                                        "'0,8,15' or '0-3'")
         if m.group(1) is not None:
             i = int(m.group(1))
             idx = [i + frames if i < 0 else i]
