@@ -117,14 +117,15 @@ def parse_frame_indices(text: str, frames: int) -> list[int]:
             i = int(m.group(1))
             idx = [i + frames if i < 0 else i]
             if not -frames <= i < frames:
-                raise AtomoVideoError(None, f"frame {i} is outside the video of {frames} frames (0..{frames - 1}, or "
-                                      f"-1..-{frames} from the end)")
+                raise AtomoVideoError(None, f"frame {i} is outside the video of {frames} frames; use 0..{frames - 1}, "
+                                      f"or -1..-{frames} to count from the end")
         else:
             a, b = int(m.group(2)), int(m.group(3))
             if a > b:
                 raise AtomoVideoError(None, f"range '{tok}' runs backwards; write '{b}-{a}'")
             if b >= frames:
-                raise AtomoVideoError(None, f"range '{tok}' goes beyond the video of {frames} frames (0..{frames - 1})")
+                raise AtomoVideoError(None, f"range '{tok}' goes beyond the video of {frames} frames; use frames "
+                                            f"0..{frames - 1}")
             idx = list(range(a, b + 1))
         for i in idx:
             if i in out:

@@ -76,13 +76,15 @@ def check_prediction(model) -> None:
 
 
 class FiniteWatch:
-    """A sampler callback that notes the first step whose latent holds NaN/Inf, then calls `callback`."""
+    """A sampler callback that notes the first step whose prediction or latent holds NaN/Inf (one `isfinite` per
+    step, small beside a UNet call), then calls `callback`."""
 
     def __init__(self, callback=None):
         self.callback, self.first_bad = callback, None
 
     def __call__(self, step, x0, x, total_steps):
-        if self.first_bad is None and not bool(torch.isfinite(x).all()):
+        # x0 is the model's prediction at this step, x the state it starts from
+        if self.first_bad is None and not all(bool(torch.isfinite(t).all()) for t in (x0, x) if t is not None):
             self.first_bad = (step, total_steps)
         if self.callback is not None:
             self.callback(step, x0, x, total_steps)
