@@ -10,7 +10,8 @@ Images are ComfyUI IMAGE tensors `[N, H, W, C]` with values in 0..1.
   kept); `stretch` scales width and height independently. Scaling is bicubic with antialiasing, values clamped
   to 0..1 afterwards (bicubic overshoot).
 - Frame indices: comma-separated integers and inclusive ranges, e.g. `0`, `0,8,15`, `0-3`, `0-3, 12`; a negative
-  number counts from the end (`-1` is the last frame). Duplicates and out-of-range indices are refused.
+  number counts from the end (`-1` is the last frame). Duplicates, empty entries (`0,,1`, `0,`) and out-of-range
+  indices are refused, quoting the text.
 """
 from __future__ import annotations
 
@@ -106,23 +107,25 @@ def parse_frame_indices(text: str, frames: int) -> list[int]:
     out = []
     for tok in tokens:
         if not tok:
-            continue
+            raise AtomoVideoError(None, f"'{text}' has an empty entry (two separators in a row, or one at the start "
+                                        "or end); write the indices separated by single commas, e.g. '0,8,15'")
         m = _TOKEN.match(tok)
         if not m:
-            raise AtomoVideoError(None, f"'{tok}' is not a frame index; write integers and ranges like '0,8,15' or "
-                                        "'0-3'")
+            raise AtomoVideoError(None, f"'{tok}' in '{text}' is not a frame index; write integers and ranges like "
+                                        "'0,8,15' or '0-3'")
         if m.group(1) is not None:
             i = int(m.group(1))
             idx = [i + frames if i < 0 else i]
             if not -frames <= i < frames:
-                raise AtomoVideoError(None, f"frame {i} is outside the video of {frames} frames (0..{frames - 1}, or "
-                                      f"-1..-{frames} from the end)")
+                raise AtomoVideoError(None, f"frame {i} is outside the video of {frames} frames; use 0..{frames - 1}, "
+                                      f"or -1..-{frames} to count from the end")
         else:
             a, b = int(m.group(2)), int(m.group(3))
             if a > b:
                 raise AtomoVideoError(None, f"range '{tok}' runs backwards; write '{b}-{a}'")
             if b >= frames:
-                raise AtomoVideoError(None, f"range '{tok}' goes beyond the video of {frames} frames (0..{frames - 1})")
+                raise AtomoVideoError(None, f"range '{tok}' goes beyond the video of {frames} frames; use frames "
+                                            f"0..{frames - 1}")
             idx = list(range(a, b + 1))
         for i in idx:
             if i in out:

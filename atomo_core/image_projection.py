@@ -309,11 +309,13 @@ def check_sites(weights: IPAdapterWeights, site_dims: list[tuple[int, int]], sit
     if len(weights.layers) != len(site_dims):
         raise WeightFormatError(
             f"{name} has {len(weights.layers)} attention layers but the model has {len(site_dims)} cross-attention "
-            f"sites ({', '.join(site_names[:4])}...); it was made for a different UNet")
+            f"sites ({', '.join(site_names[:4])}...); it was made for a different UNet. Choose an IP-Adapter made for "
+            f"this model's UNet (SD1.5: ip-adapter_sd15, ip-adapter-plus_sd15), or use 'from AtomoVideo weights'")
     for i, ((k, _), (inner, ctx), site) in enumerate(zip(weights.layers, site_dims, site_names)):
         if tuple(k.shape) != (inner, ctx):
             raise WeightFormatError(f"{name}: layer {2 * i + 1} is {list(k.shape)} but site {site} needs "
-                                    f"[{inner}, {ctx}]; it was made for a different UNet")
+                                    f"[{inner}, {ctx}]; it was made for a different UNet. Choose an IP-Adapter made for this "
+                                    "model's UNet (SD1.5: ip-adapter_sd15, ip-adapter-plus_sd15)")
 
 
 def check_clip_width(weights: IPAdapterWeights, width: int, name: str = "the file") -> None:

@@ -21,19 +21,46 @@ ACCEPTED = "AtomoVideo (.safetensors with 'atomovideo' metadata); " + PUBLIC_ACC
 def read_file(path: str | Path) -> tuple[object, dict]:
     """(content, safetensors metadata) of a `.safetensors` file (a dict of tensors) or a pickled checkpoint (what
     `torch.load(weights_only=True)` returns): the only way the pack opens a weight file."""
-    path = Path(path)
+    content, metadata = _read(Path(path))
+    check_finite_tensors(content, Path(path).name)
+    return content, metadata
+
+
+def check_finite_tensors(obj, name: str, prefix: str = "") -> None:
+    """Refuse a file whose tensors hold NaN or infinities: they would turn every video into NaN."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            check_finite_tensors(value, name, f"{prefix}{key}.")
+    elif isinstance(obj, torch.Tensor) and obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+        raise WeightFormatError(f"{name}: tensor '{prefix[:-1]}' holds NaN or infinite values (a damaged file, or "
+                                "one saved from a diverged training run); download it again from its source, or "
+                                "use an earlier checkpoint of the training run")
+
+
+def _read(path: Path) -> tuple[object, dict]:
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
                 return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-        except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise WeightFormatError(f"{path.name} is not a readable safetensors file ({e})") from None
+        except Exception:  # safetensors raises its own error types for corrupt headers
+            raise WeightFormatError(f"{path.name} is not a readable safetensors file (its header or data is cut "
+                                    "short or damaged, e.g. by an interrupted download): download it again from "
+                                    "its source") from None
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True), {}
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WeightFormatError(f"{path.name} could not be loaded safely (torch.load(weights_only=True): "
-                                f"{first})") from None
+        raise WeightFormatError(_unpickling_message(path.name, e)) from None
+
+
+def _unpickling_message(name: str, error: Exception) -> str:
+    """What to do about a pickled file the safe loader refused; never advice to load it unsafely."""
+    text = str(error)
+    if "GLOBAL" in text or "allowed global" in text or "Unsupported global" in text:  # objects beyond tensors
+        return (f"{name} is a pickled file holding Python objects besides tensors; loading it could run code, so "
+                "the pack does not. Get the .safetensors version of this file from its source, or convert a file "
+                "you trust to .safetensors, and choose that")
+    return (f"{name} is neither a safetensors file nor a PyTorch checkpoint the pack can read (damaged, cut short "
+            "or not a weight file): download it again from its source, preferably as .safetensors")
 
 
 def read_state_dict(path: str | Path) -> tuple[dict, dict]:
@@ -46,7 +73,8 @@ def read_state_dict(path: str | Path) -> tuple[dict, dict]:
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightFormatError(f"{path.name} does not hold a state dict of tensors")
+        raise WeightFormatError(f"{path.name} does not hold a state dict of tensors; choose a weight file (a "
+                                "safetensors or checkpoint file of tensors)")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}, metadata
 
 

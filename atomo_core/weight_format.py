@@ -29,6 +29,8 @@ FORMAT_VERSION = 1
 TEMPORAL_PREFIX = "temporal."
 CONV_IN_KEY = "conv_in.extra_weight"
 IMAGE_PROJ_PREFIX = "image_proj."
+REMEDY = ("get the file again from its source, or write it with the pack's trainer (atomo_train), which writes "
+          "valid metadata")
 SOURCE_FORMATS = ("atomovideo", "animatediff_v1", "animatediff_v2", "animatediff_v3", "animatelcm", "pia")
 # Sampling schedules a file may ask for (see `beta_schedule` below).
 SCALED_LINEAR, SQRT_LINEAR, LCM = "scaled_linear", "sqrt_linear", "lcm"
@@ -87,15 +89,24 @@ class AtomoVideoMetadata:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
-            raise WeightFormatError(f"the 'atomovideo' metadata is not valid JSON ({e})") from None
+            raise WeightFormatError(f"the 'atomovideo' metadata is not valid JSON (error at character {e.pos}): "
+                                    f"the file was damaged or edited; {REMEDY}") from None
+        if not isinstance(d, dict):
+            raise WeightFormatError(f"the 'atomovideo' metadata is JSON but not an object of fields; {REMEDY}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise WeightFormatError(f"unknown metadata fields {unknown}: the file is newer than this pack; update it")
-        if "channel_layout" in d:
-            d["channel_layout"] = tuple(d["channel_layout"])
-        meta = cls(**d)
-        meta.validate()
+        try:
+            if "channel_layout" in d:
+                d["channel_layout"] = tuple(d["channel_layout"])
+            meta = cls(**d)
+            meta.validate()
+        except (TypeError, ValueError, IndexError, AttributeError) as e:
+            if isinstance(e, WeightFormatError) and ("update" in e.message or "use " in e.message):
+                raise  # already says what to do
+            detail = e.message if isinstance(e, WeightFormatError) else "a metadata field has the wrong type"
+            raise WeightFormatError(f"{detail}; {REMEDY}") from None
         return meta
 
     def validate(self) -> None:
@@ -103,7 +114,8 @@ class AtomoVideoMetadata:
             raise WeightFormatError(
                 f"format version {self.format_version}; this pack reads up to {FORMAT_VERSION}: update the pack")
         if self.base != "sd15":
-            raise WeightFormatError(f"base family '{self.base}'; this pack supports 'sd15' only")
+            raise WeightFormatError(f"the file is for base family '{self.base}', but this pack supports 'sd15' only: "
+                                    "use AtomoVideo weights made for SD1.5")
         if self.prediction not in ("v", "eps"):
             raise WeightFormatError(f"prediction type '{self.prediction}'; expected 'v' or 'eps'")
         widths = [int(c.split(":")[1]) for c in self.channel_layout]

@@ -124,10 +124,12 @@ class Injection:
     def check(self) -> None:
         for name, value in (("start_percent", self.start_percent), ("end_percent", self.end_percent)):
             if not 0.0 <= value <= 1.0:
-                raise AtomoVideoError(name, f"{value} is outside 0..1")
+                raise AtomoVideoError(name, f"{value} is outside 0..1; set a value from 0 (first step) to 1 "
+                                            "(last step)")
         if self.start_percent > self.end_percent:
             raise AtomoVideoError("end_percent", f"end {self.end_percent} is before start {self.start_percent}; "
-                                  "the injection would never be active")
+                                  "the injection would never be active: set end_percent to at least "
+                                  "start_percent (start 0, end 1 = the whole run)")
 
 
 def inject(model, clip_vision, image, injection: Injection):

@@ -26,6 +26,7 @@ from ..atomo_core.errors import AtomoVideoError
 from ..atomo_core.temporal_layers import TemporalLayer
 from ..atomo_core.unet_sites import RES, TRANSFORMER, check_sites_fit
 from ..atomo_core.weight_format import AtomoVideoMetadata, AtomoVideoWeights
+from . import sampling_checks
 from .conditioning import KEY, ConcatSpec, frames_in_batch, install_concat
 
 CONV_IN_WEIGHT = "diffusion_model.input_blocks.0.0.weight"
@@ -82,7 +83,12 @@ def temporal_layer_handler(layer, x, emb, context, transformer_options, *_):
 
 
 def _frame_limit_wrapper(max_frames: int, file_name: str, owner: str | None):
+    """OUTER_SAMPLE wrapper: the frame limit, and the checks across nodes for any sampler (KSampler too)."""
     def wrapper(executor, noise, *args, **kwargs):
+        guider = getattr(executor, "class_obj", None)
+        if guider is not None:
+            sampling_checks.check_conditioning_fits(getattr(guider, "conds", {}), noise)
+            sampling_checks.check_prediction(guider.model_patcher)
         frames = noise.shape[0]
         if frames > max_frames:
             raise AtomoVideoError(

@@ -16,6 +16,7 @@ import comfy.utils
 import latent_preview
 
 from ..atomo_core import noise_schedules as ns
+from .sampling_checks import FiniteWatch, check_conditioning_fits, check_prediction
 from .sigmas import DEFAULT_SAMPLER, TRAILING, validated_sigmas
 from .zero_snr import set_cfg_rescale
 
@@ -64,6 +65,8 @@ class PreparedSampling:
         One randn over [F, 4, h, w] seeded by `seed` (default: the settings'): frames get independent noise, as
         in KSampler. Without `callback`, the host's progress bar and latent previews."""
         latent_image = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"])
+        check_conditioning_fits({"positive": positive, "negative": negative}, latent_image)
+        check_prediction(self.model)
         if self.steps == 0:  # denoise 0: nothing to do
             return latent_image
         seed = self.settings.seed if seed is None else seed
@@ -72,9 +75,11 @@ class PreparedSampling:
         if callback is None:
             callback = latent_preview.prepare_callback(self.model, self.steps)
             disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-        return comfy.sample.sample_custom(
+        watch = FiniteWatch(callback)
+        out = comfy.sample.sample_custom(
             self.model, noise, self.settings.cfg, self.sampler, self.sigmas, positive, negative, latent_image,
-            noise_mask=latent.get("noise_mask"), callback=callback, disable_pbar=disable_pbar, seed=seed)
+            noise_mask=latent.get("noise_mask"), callback=watch, disable_pbar=disable_pbar, seed=seed)
+        return watch.check(out, self.steps)
 
 
 def sample_run(model, positive, negative, latent: dict, settings: SamplingSettings,

@@ -59,15 +59,17 @@ def load_small_base(path: str | Path, dtype=torch.float32):
     config = file_config(path)
     if config is None:
         raise AtomoVideoError("ckpt_name", f"{Path(path).name} is not a small SD1.5-family base written by this "
-                              "pack (no '" + CONFIG_KEY + "' metadata)")
+                              "pack (no '" + CONFIG_KEY + "' metadata); choose one of the bundled demo bases, or "
+                              "regenerate it with `python -m atomo_demo.train_base`")
     model = build_model(config, dtype)
     with safe_open(str(path), framework="pt") as f:
         sd = {k: f.get_tensor(k) for k in f.keys() if k.startswith(PREFIX)}
     try:
         model.diffusion_model.load_state_dict({k[len(PREFIX):]: v.to(dtype) for k, v in sd.items()})
     except RuntimeError as e:
-        raise AtomoVideoError("ckpt_name", f"{Path(path).name} does not match its declared UNet config "
-                              f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from None
+        raise AtomoVideoError("ckpt_name", f"{Path(path).name} does not match its declared UNet config (the file "
+                              "is damaged or was edited); restore it (`git checkout` of atomo_demo/weights/) or "
+                              "regenerate it with `python -m atomo_demo.train_base`") from None
     return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
 

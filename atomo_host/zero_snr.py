@@ -12,6 +12,7 @@ import comfy.model_sampling
 
 from ..atomo_core import noise_schedules as ns
 from ..atomo_core.errors import AtomoVideoError
+from . import sampling_checks
 
 # Marks the pack's post-CFG function so a second application replaces it instead of stacking it.
 _RESCALE_TAG = "atomovideo_cfg_rescale"
@@ -82,6 +83,9 @@ def apply_zero_snr_vprediction(model_patcher, cfg_rescale: float = ns.DEFAULT_CF
     if not isinstance(model_patcher.get_model_object("model_sampling"), comfy.model_sampling.ModelSamplingDiscrete):
         raise AtomoVideoError("model", "this model does not use a discrete DDPM schedule (e.g. a flow or EDM "
                               "model); zero-terminal-SNR v-prediction only applies to SD1.5-family models.")
+    name = sampling_checks.eps_weights(model_patcher)
+    if name:
+        sampling_checks.refuse_vprediction(name, "AtomoVideo Model Sampling")
     m = set_cfg_rescale(model_patcher, cfg_rescale)
     m.add_object_patch("model_sampling", zero_snr_vprediction_sampling(m.model.model_config))
     return m

@@ -62,8 +62,12 @@ class ModelConfig:
 
 def _file(section: str, key: str, p: Path | None) -> Path | None:
     if p is not None and not p.is_file():
-        raise ConfigError(f"{section}.{key}", f"file not found: {p}. Give the path of the file, or remove the key.")
+        raise ConfigError(f"{section}.{key}", f"{_not_a_file(p)}. Give the path of the file, or remove the key.")
     return p
+
+
+def _not_a_file(p: Path) -> str:
+    return f"{p} is a folder, not a file" if p.is_dir() else f"file not found: {p}"
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,12 @@ class InitConfig:
     def from_dict(cls, d: dict, base: Path) -> "InitConfig":
         s = "init"
         reject_unknown(s, d, [f.name for f in fields(cls)])
-        out = cls(motion_module=_opt_path(base, d.get("motion_module")), pia=_opt_path(base, d.get("pia")),
-                  ip_adapter=_opt_path(base, d.get("ip_adapter")))
+        out = cls(**{name: _opt_path(base, get_str(s, d, name, None))
+                     for name in ("motion_module", "pia", "ip_adapter")})
         for name in ("motion_module", "pia", "ip_adapter"):
             p = getattr(out, name)
             if p is not None and not p.is_file():
-                raise ConfigError(f"{s}.{name}", f"file not found: {p}. Give the path of the file, or remove the "
+                raise ConfigError(f"{s}.{name}", f"{_not_a_file(p)}. Give the path of the file, or remove the "
                                   "key to start fresh.")
         return out
 
@@ -266,6 +270,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         try:
             d = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError("--config", f"{p} is not valid TOML ({e})") from None
+            raise ConfigError("--config", f"{p} is not valid TOML ({e}); fix that line (see "
+                              "atomo_train/configs/example_run.toml for the format)") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("--config", f"cannot read {p} ({type(e).__name__}); check its permissions and that it "
+                              "is a UTF-8 text file") from None
         base = p.resolve().parent
     return TrainConfig.from_dict(apply_overrides(d, list(overrides)), base_dir=base)

@@ -8,6 +8,7 @@ With `model_setup`, the only trainer module that uses the pack's host glue (here
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 import comfy.model_management
 
 from ..atomo_core import noise_schedules as ns
+from ..atomo_core.errors import AtomoVideoError
 from ..atomo_core.metrics.plots import contact_sheet
 from ..atomo_core.metrics.report import evaluate
 from ..atomo_host.conditioning import ImageConditioning, condition_video
@@ -126,12 +128,18 @@ class Validator:
         try:
             videos, metrics = [], []
             for i in range(min(self.cfg.validation.samples, len(self.data))):
-                video, image = sample_video(self.tm, weights, self.vae, self.data[i], self.null_text,
-                                            self.cfg.data.frames, self.cfg.validation, self.clip_vision)
+                try:
+                    video, image = sample_video(self.tm, weights, self.vae, self.data[i], self.null_text,
+                                                self.cfg.data.frames, self.cfg.validation, self.clip_vision)
+                except AtomoVideoError as e:  # e.g. NaN while sampling: report it, never stall the other ranks
+                    print(f"validation sample {i} at step {step}: {e}", file=sys.stderr, flush=True)
+                    metrics.append({"error": str(e)})
+                    continue
                 save_webp(self.dir / f"step{step:08d}_sample{i}.webp", video)
                 videos.append(video)
                 metrics.append(evaluate(video.astype(np.float32) / 255, image.astype(np.float32) / 255)["summary"])
-            Image.fromarray(contact_sheet(videos)).save(self.dir / f"step{step:08d}_sheet.png")
+            if videos:
+                Image.fromarray(contact_sheet(videos)).save(self.dir / f"step{step:08d}_sheet.png")
         finally:
             release_sampling_models()
             self.tm.attach(next(module.parameters()).device)

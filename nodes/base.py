@@ -6,10 +6,12 @@ import functools
 from comfy_api.latest import io
 
 from ..atomo_core.errors import AtomoVideoError
+from ..atomo_host.input_checks import check_node_inputs
 
 
 class AtomoNode(io.ComfyNode):
-    """Base of the pack's nodes: an `AtomoVideoError` leaving `execute` names this node (its id)."""
+    """Base of the pack's nodes: the inputs pass `check_node_inputs` (finite numbers and tensors) before `execute`
+    runs, and an `AtomoVideoError` leaving either names this node (its id)."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -21,6 +23,7 @@ class AtomoNode(io.ComfyNode):
         @functools.wraps(run)
         def named(klass, *args, **inputs):
             try:
+                check_node_inputs(klass.define_schema(), inputs)
                 return run(klass, *args, **inputs)
             except AtomoVideoError as e:
                 raise e.at(klass.define_schema().node_id) from e.__cause__

@@ -63,6 +63,8 @@ def test_frame_indices(text, frames, expected):
 @pytest.mark.parametrize("text,message", [
     ("", "no frame index"), ("16", "outside the video of 16"), ("0-16", "beyond the video"), ("3-1", "backwards"),
     ("a", "not a frame index"), ("0,0", "given twice"), ("-17", "outside"),
+    ("0,,1", "'0,,1' has an empty entry"), ("0,", "'0,' has an empty entry"), (",3", "empty entry"),
+    ("0;;1", "empty entry"), ("1.5", "'1.5' in '1.5' is not a frame index"),
 ])
 def test_bad_frame_indices_are_refused(text, message):
     with pytest.raises(AtomoVideoError, match=message):

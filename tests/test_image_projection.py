@@ -135,8 +135,9 @@ def test_bin_that_needs_pickled_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.bin"
     torch.save({"image_proj": {"x": Evil()}}, str(path))
-    with pytest.raises(AtomoVideoError, match="could not be loaded safely"):
+    with pytest.raises(AtomoVideoError, match="loading it could run code") as e:
         ipj.load_ipadapter_file(path)
+    assert "weights_only" not in str(e.value) and "convert a file you trust to .safetensors" in str(e.value)
 
 
 # -- other families ------------------------------------------------------------------------------------------------

@@ -52,6 +52,17 @@ def test_cli_overrides_are_toml_values(tmp_path):
     ({"model": {"train_image_projection": "yes"}}, "model.train_image_projection", "true or false"),
     ({"model": {"clip_vision": "clip.safetensors"}}, "model.clip_vision", "file not found"),
     ({"init": {"ip_adapter": "ip.bin"}}, "init.ip_adapter", "file not found"),
+    # issue 15: non-finite numbers, wrong types and folders where files belong
+    ({"optim": {"lr": float("nan")}}, "optim.lr", "must be a finite number, got nan"),
+    ({"optim": {"eps": float("inf")}}, "optim.eps", "must be a finite number, got inf"),
+    ({"optim": {"betas": [0.9, float("nan")]}}, "optim.betas", "two numbers in \\[0, 1\\)"),
+    ({"validation": {"cfg": float("-inf")}}, "validation.cfg", "must be a finite number, got -inf"),
+    ({"validation": {"quantiles": [0.5, float("nan")]}}, "validation.quantiles", "numbers in \\[0, 1\\]"),
+    ({"data": {"fps": float("inf")}}, "data.fps", "must be a finite number"),
+    ({"data": {"val_fraction": float("nan")}}, "data.val_fraction", "must be a finite number"),
+    ({"init": {"pia": 3}}, "init.pia", "must be a non-empty string, got 3"),
+    ({"init": {"motion_module": "."}}, "init.motion_module", "is a folder, not a file\\. Give the path"),
+    ({"model": {"vae": "."}}, "model.vae", "is a folder, not a file\\. Give the path"),
 ])
 def test_bad_values_name_the_key(tmp_path, sections, key, text):
     d = minimal(tmp_path, **sections)
@@ -132,3 +143,22 @@ def test_learning_rate_warms_up_holds_then_decays_to_zero_over_decay_steps(tmp_p
 def test_decay_longer_than_the_run_is_refused_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"optim\.decay_steps.*at most max_steps"):
         TrainConfig.from_dict(minimal(tmp_path, optim={"max_steps": 10, "decay_steps": 11}), tmp_path)
+
+
+def test_bad_toml_and_unreadable_config_say_what_to_do(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optim]\nlr = \n')
+    with pytest.raises(ConfigError, match=r"config key '--config': .*is not valid TOML \(.*line 2.*\); fix that line "
+                                          r"\(see atomo_train/configs/example_run.toml"):
+        load_config(bad)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"cannot read .*binary\.toml \(UnicodeDecodeError\); check its permissions "
+                                          r"and that it is a UTF-8 text file"):
+        load_config(binary)
+    toml = tmp_path / "nan.toml"  # TOML itself allows nan and inf: the key check refuses them
+    toml.write_text('[data]\npath = "v"\n[model]\ncheckpoint = "b.safetensors"\n[optim]\nweight_decay = nan\n')
+    with pytest.raises(ConfigError, match=r"config key 'optim.weight_decay': must be a finite number, got nan"):
+        load_config(toml)
+    with pytest.raises(ConfigError, match=r"config key 'optim.lr': must be a finite number, got inf"):
+        load_config(None, ['data.path="v"', 'model.checkpoint="b.safetensors"', "optim.lr=inf"])

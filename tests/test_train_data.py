@@ -78,6 +78,14 @@ def test_discover_errors_name_data_path(tmp_path):
     with pytest.raises(ConfigError, match="none of the 1 videos .* has a caption: add a same-name .txt") as e:
         V.discover(tmp_path / "nocap")
     assert e.value.key == "data.path"
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(ConfigError, match=r"config key 'data.path': the list .*empty\.jsonl' names no video; add one "
+                                          r"entry per video"):
+        V.discover(tmp_path / "empty.jsonl")
+    (tmp_path / "latin1.csv").write_bytes(b"path,caption\nx.mp4,caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"cannot read the list .*latin1\.csv' \(UnicodeDecodeError\); check its "
+                                          r"permissions and that it is a UTF-8 text file"):
+        V.discover(tmp_path / "latin1.csv")
 
 
 def test_discover_csv_and_jsonl(tmp_path):

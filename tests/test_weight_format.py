@@ -95,8 +95,14 @@ def test_unknown_files_are_refused_saying_what_was_found(tmp_path):
     with pytest.raises(WeightFormatError, match="not a readable safetensors file"):
         load_temporal_weights(tmp_path / "junk.safetensors")
     torch.save({"state_dict": {"a": torch.zeros(1)}, "note": Payload()}, tmp_path / "evil.ckpt")
-    with pytest.raises(WeightFormatError, match=r"could not be loaded safely"):
+    with pytest.raises(WeightFormatError, match=r"loading it could run code, so the pack does not\. Get the "
+                       r"\.safetensors version") as e:
         load_temporal_weights(tmp_path / "evil.ckpt")
+    assert "weights_only" not in str(e.value) and "False" not in str(e.value)  # never advice to load unsafely
+    (tmp_path / "junk.ckpt").write_bytes(b"\x80\x02 not a pickle either")
+    with pytest.raises(WeightFormatError, match=r"junk\.ckpt is neither a safetensors file nor a PyTorch "
+                       r"checkpoint .* download it again from its source"):
+        load_temporal_weights(tmp_path / "junk.ckpt")
 
 
 def test_metadata_json_round_trip_and_unknown_fields():
@@ -106,3 +112,36 @@ def test_metadata_json_round_trip_and_unknown_fields():
     d["future_field"] = 1
     with pytest.raises(WeightFormatError, match="future_field"):
         AtomoVideoMetadata.from_json(json.dumps(d))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", r"not valid JSON \(error at character 1\).*get the file again from its source"),
+    ("[1, 2]", r"not an object of fields; get the file again"),
+    ('{"base": "sdxl"}', r"base family 'sdxl', but this pack supports 'sd15' only: use AtomoVideo weights made for "
+                         r"SD1\.5$"),
+    ('{"prediction": "x0"}', r"prediction type 'x0'.*; get the file again from its source, or write it with the "
+                             r"pack's trainer"),
+    ('{"channel_layout": 5}', r"a metadata field has the wrong type; get the file again"),
+    ('{"max_frames": "many"}', r"a metadata field has the wrong type; get the file again"),
+])
+def test_bad_metadata_says_what_to_do(text, message):
+    with pytest.raises(WeightFormatError, match=message) as e:
+        AtomoVideoMetadata.from_json(text)
+    assert "Expecting" not in str(e.value) and "line 1 column" not in str(e.value)  # no raw json module text
+
+
+def test_weight_files_with_nan_or_inf_are_refused(tmp_path):
+    read_file = core("weight_files", "read_file")
+
+    for bad in (float("nan"), float("inf")):
+        t = torch.zeros(3, 3)
+        t[1, 2] = bad
+        save_file({"ok": torch.ones(2), "layer.weight": t}, str(tmp_path / "bad.safetensors"))
+        with pytest.raises(WeightFormatError, match=r"bad\.safetensors: tensor 'layer\.weight' holds NaN or infinite "
+                                                    r"values .*download it again from its source"):
+            read_file(tmp_path / "bad.safetensors")
+    torch.save({"state_dict": {"w": torch.tensor([1.0, float("-inf")])}}, tmp_path / "bad.ckpt")
+    with pytest.raises(WeightFormatError, match=r"tensor 'state_dict\.w' holds NaN"):
+        read_file(tmp_path / "bad.ckpt")
+    save_file({"w": torch.ones(2)}, str(tmp_path / "good.safetensors"))
+    assert torch.equal(read_file(tmp_path / "good.safetensors")[0]["w"], torch.ones(2))

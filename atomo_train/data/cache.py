@@ -75,7 +75,8 @@ def build_cache(cfg: DataConfig, encoders: Encoders, fingerprint: dict, *, rebui
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError("data.cache_dir", f"cannot create the cache folder '{root}': {e}") from e
+        raise ConfigError("data.cache_dir", f"cannot create the cache folder '{root}' ({type(e).__name__}); set "
+                          "data.cache_dir to a folder you can write to") from e
     want = cache_fingerprint(cfg, fingerprint, encoders.image_encode is not None)
     with _locked(root):
         return _build(cfg, encoders, root, want, sources, rebuild, progress, shard_clips)

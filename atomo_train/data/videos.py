@@ -66,6 +66,8 @@ def discover(path: Path, key: str = "data.path") -> tuple[list[VideoItem], list[
         items, skipped = _from_list(path, key)
     else:
         raise ConfigError(key, f"'{path}' is neither a folder nor a .csv/.jsonl list")
+    if not items and not skipped:
+        raise ConfigError(key, f"the list '{path}' names no video; add one entry per video (path and caption)")
     if not items:
         reasons = "; ".join(str(s) for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         raise ConfigError(key, f"no usable video with a caption in '{path}' ({reasons}); each video needs a "
@@ -74,8 +76,12 @@ def discover(path: Path, key: str = "data.path") -> tuple[list[VideoItem], list[
 
 
 def _from_folder(root: Path, key: str) -> tuple[list[VideoItem], list[Skipped]]:
-    videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    try:
+        videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    except OSError as e:
+        raise ConfigError(key, f"cannot list the folder '{root}' ({type(e).__name__} on '{e.filename}'); check its "
+                          "permissions") from None
     if not videos:
         raise ConfigError(key, f"the folder '{root}' holds no video ({', '.join(VIDEO_EXTS)}); put the training "
                           f"videos there, each with a same-name .txt caption")
@@ -103,7 +109,8 @@ def _from_list(list_file: Path, key: str) -> tuple[list[VideoItem], list[Skipped
     try:
         text = list_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(key, f"cannot read the list '{list_file}': {e}") from e
+        raise ConfigError(key, f"cannot read the list '{list_file}' ({type(e).__name__}); check its permissions "
+                          "and that it is a UTF-8 text file") from e
     if list_file.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames or not {"path", "caption"} <= {f.strip() for f in reader.fieldnames}:
