@@ -10,6 +10,7 @@ tokens of a blank image. Plain PyTorch; the attention function is passed in (the
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -56,6 +57,27 @@ def decoupled_attention(q, text_kv: tuple, image_kv: tuple, heads: int, weight: 
     return out + ip * weight
 
 
+def shared_token_attention(q: torch.Tensor, token_kv: list, heads: int) -> torch.Tensor:
+    """Attention of `q` [B, L, C] over image keys/values shared by every item of a chunk: `token_kv` holds one
+    (k [T, C], v [T, C]) per chunk of B / len(token_kv) consecutive items.
+
+    Each chunk's queries attend to the same T keys, so they form one sequence of (B / chunks) * L queries against
+    T keys: one SDPA call per chunk, without materialising the keys and values for every frame
+    (`tokens_for_batch`) or splitting the attention into one small matmul per frame.
+    """
+    b, length, inner = q.shape
+    if b % len(token_kv):
+        raise RuntimeError(f"batch of {b} does not split into {len(token_kv)} cond/uncond chunks")
+    per, d = b // len(token_kv), inner // heads
+    out = torch.empty_like(q)
+    for i, (k, v) in enumerate(token_kv):
+        qi = q[i * per:(i + 1) * per].reshape(1, per * length, heads, d).transpose(1, 2)
+        ki, vi = (t.to(q.dtype).reshape(1, -1, heads, d).transpose(1, 2) for t in (k, v))
+        o = F.scaled_dot_product_attention(qi, ki, vi)
+        out[i * per:(i + 1) * per] = o.transpose(1, 2).reshape(per, length, inner)
+    return out
+
+
 def is_active(sigma: float, sigma_start: float, sigma_end: float) -> bool:
     """Active between start and end percent: sigma_start >= sigma >= sigma_end (sigmas fall during sampling)."""
     return sigma_end <= sigma <= sigma_start
@@ -87,6 +109,27 @@ class ImageKeyValues(nn.Module):
         p = self.cond_tokens
         if p.device != like.device or p.dtype != like.dtype:
             self.to(device=like.device, dtype=like.dtype)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._projected = {}  # moved or cast: project again
+        return super()._apply(fn, *args, **kwargs)
+
+    def projected(self, site: int) -> tuple:
+        """((k_cond, v_cond), (k_uncond, v_uncond)) of `site`, each [T, C]: the weights and tokens are frozen, so
+        they are projected once (per device and dtype) instead of at every UNet call."""
+        cache = self.__dict__.setdefault("_projected", {})
+        found = cache.get(site)
+        if found is None:
+            k, v = self.to_k_ip[site], self.to_v_ip[site]
+            with torch.no_grad():
+                found = ((k(self.cond_tokens), v(self.cond_tokens)), (k(self.uncond_tokens), v(self.uncond_tokens)))
+            cache[site] = found
+        return found
+
+    def token_kv(self, site: int, cond_or_uncond) -> list:
+        """The (k, v) of each cond/uncond chunk of a batch, for `shared_token_attention`."""
+        cond, uncond = self.projected(site)
+        return [uncond if c == 1 else cond for c in (list(cond_or_uncond) if cond_or_uncond else [0])]
 
     def keys_values(self, site: int, cond_or_uncond, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, T, C] image keys and values of `site` (projected once per branch, then shared by the frames)."""

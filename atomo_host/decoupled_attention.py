@@ -21,7 +21,7 @@ import comfy.patcher_extension
 from comfy.ldm.modules.attention import SpatialTransformer
 
 from ..atomo_core import image_projection as ipj
-from ..atomo_core.decoupled_attention import ImageKeyValues, decoupled_attention, is_active
+from ..atomo_core.decoupled_attention import ImageKeyValues, is_active, shared_token_attention
 from ..atomo_core.errors import AtomoVideoError, in_field
 from ..atomo_core.image_preparation import to_rgb
 from ..atomo_core.unet_sites import CrossAttentionSite
@@ -94,9 +94,9 @@ class DecoupledAttentionPatch:
         if self.weight == 0 or not self.window.active(extra_options):
             return text
         self.kv.follow(q)
-        k_ip, v_ip = self.kv.keys_values(self.site, extra_options.get("cond_or_uncond"), q.shape[0])
-        return decoupled_attention(q, (k, v), (k_ip, v_ip), heads, self.weight,
-                                   attention=host_attention.optimized_attention, text_out=text, **kwargs)
+        # the image tokens are the same for every frame of a chunk: one attention per chunk, keys projected once
+        image = shared_token_attention(q, self.kv.token_kv(self.site, extra_options.get("cond_or_uncond")), heads)
+        return text + image * self.weight
 
     def to(self, device_or_dtype):
         current = self.kv.cond_tokens

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-import comfy.ldm.modules.attention as host_attention
 import comfy.patcher_extension
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
@@ -72,14 +71,24 @@ def original_children(block) -> list:
     return [(n, c) for n, c in block._modules.items() if not isinstance(c, TemporalLayer)]
 
 
+# transformer_options key: take the temporal layers' GroupNorm statistics across frames (spatial_groupnorm's
+# AnimateDiff-Evolved mode, whose global patch reaches the motion modules' GroupNorms too).
+NORM_ACROSS_FRAMES = "atomovideo_temporal_norm_across_frames"
+
+
 def temporal_layer_handler(layer, x, emb, context, transformer_options, *_):
     """Called as `forward_timestep_embed_patch` handlers are: (layer, x, emb, context, transformer_options,
-    output_shape, time_context, num_video_frames, image_only_indicator); the frame count comes from the batch."""
+    output_shape, time_context, num_video_frames, image_only_indicator); the frame count comes from the batch.
+
+    The layers use their own attention for short sequences (torch SDPA on strided heads) rather than the host's
+    `optimized_attention`, which is chosen for long spatial sequences (sub-quadratic chunking on the CPU,
+    xformers' batch limit on CUDA)."""
     param = next(layer.parameters())
     if param.device != x.device or param.dtype != x.dtype:
         # Object-patched modules can miss the host's load() (partially_load returns early): follow the input.
         layer.to(device=x.device, dtype=x.dtype)
-    return layer(x, frames_in_batch(x, transformer_options), attention=host_attention.optimized_attention)
+    return layer(x, frames_in_batch(x, transformer_options),
+                 norm_across_frames=transformer_options.get(NORM_ACROSS_FRAMES, False))
 
 
 def _frame_limit_wrapper(max_frames: int, file_name: str, owner: str | None):

@@ -258,3 +258,21 @@ def test_full_face_layout_loads():
     w = ipj.load_ipadapter(*ipj.split_prefixed(sd))
     assert (w.kind, w.tokens, w.clip_width, w.clip_input) == ("full", 257, 1280, "penultimate_hidden_states")
     assert w.projection(torch.randn(1, 257, 1280)).shape == (1, 257, 768)
+
+
+def test_shared_token_attention_equals_attention_over_tokens_repeated_per_frame():
+    """The patch's image attention (one sequence per cond/uncond chunk, keys projected once) is the reference
+    attention of every frame over its chunk's tokens, whatever the chunk order."""
+    shared_token_attention = core("decoupled_attention", "shared_token_attention")
+    g = torch.Generator().manual_seed(12)
+    layers = [(torch.randn(64, 32, generator=g) / 32 ** 0.5, torch.randn(64, 32, generator=g) / 32 ** 0.5)]
+    kv = ImageKeyValues(layers, torch.randn(4, 32, generator=g), torch.randn(4, 32, generator=g))
+    q = torch.randn(6, 10, 64, generator=g)
+    for order in ([0, 1], [1, 0], [0]):
+        k, v = kv.keys_values(0, order, 6)
+        ref = reference_attention(q, k, v, 8)
+        out = shared_token_attention(q, kv.token_kv(0, order), 8)
+        assert (out - ref).abs().max().item() <= 1e-5, order
+    assert kv.projected(0) is kv.projected(0)  # projected once
+    kv.to(torch.float64)
+    assert kv.projected(0)[0][0].dtype == torch.float64  # and again after a cast

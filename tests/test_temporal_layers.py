@@ -147,3 +147,66 @@ def test_light_attention_adds_only_its_attention_output():
     o = o.transpose(1, 2).reshape(H * W, F, C) @ attn.to_out[0].weight.T + attn.to_out[0].bias
     ref = x + o.reshape(H, W, F, C).permute(2, 3, 0, 1)
     assert (layer(x, F) - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_inference_path_equals_the_autograd_path(kind, monkeypatch):
+    """Without autograd the layers add in place and run the transformer block over chunks of sequences
+    (`INFERENCE_CHUNK_TOKENS`); the result is the autograd path's, for several videos and a ragged last chunk."""
+    frames = 6
+    layer = randomize_(LAYERS[kind](), seed=3)
+    x = torch.randn(2 * frames, 64, 5, 3, generator=torch.Generator().manual_seed(4))
+    with torch.enable_grad():
+        ref = layer(x, frames)
+    monkeypatch.setattr(tl, "INFERENCE_CHUNK_TOKENS", 4 * frames)  # 30 sequences in chunks of 4
+    with torch.no_grad():
+        out = layer(x, frames)
+    assert (out - ref).abs().max().item() <= 1e-5
+    assert (ref - x).abs().max().item() > 1e-2  # the layer does something
+    x_before = x.clone()
+    with torch.no_grad():
+        layer(x, frames)
+    assert torch.equal(x, x_before)  # in-place work never touches the input
+
+
+def test_short_sequence_attention_is_the_reference_attention(monkeypatch):
+    reference_attention = core("decoupled_attention", "reference_attention")
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(13, 16, 64, generator=g) for _ in range(3))
+    ref = reference_attention(q, k, v, 8)
+    assert (tl.short_sequence_attention(q, k, v, 8) - ref).abs().max() <= 1e-5
+    monkeypatch.setattr(tl, "MAX_ATTENTION_BATCH", 5)
+    assert (tl.short_sequence_attention(q, k, v, 8) - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_group_norm_across_frames_is_group_norm_of_the_video_tensor(dtype, tol):
+    """The layout-preserving across-frames GroupNorm equals group_norm on `b c f h w` (AnimateDiff v1's norm)."""
+    group_norm_across_frames = core("frame_groupnorm", "group_norm_across_frames")
+    b, f, c, h, w = 2, 5, 64, 3, 4
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(b * f, c, h, w, generator=g) * 3 + torch.randn(b * f, 1, 1, 1, generator=g)).to(dtype)
+    weight, bias = torch.randn(c, generator=g).to(dtype), torch.randn(c, generator=g).to(dtype)
+    video = x.reshape(b, f, c, h, w).transpose(1, 2)
+    ref = torch.nn.functional.group_norm(video, 32, weight, bias, 1e-6).transpose(1, 2).reshape(x.shape)
+    out = group_norm_across_frames(x, f, 32, weight, bias, 1e-6)
+    assert out.dtype == dtype and (out - ref).abs().max().item() <= tol
+    per_frame = torch.nn.functional.group_norm(x, 32, weight, bias, 1e-6)
+    assert (out - per_frame).abs().max().item() > 1e-2  # the frames' statistics differ
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_layer_norm_across_frames_option(kind):
+    """`norm_across_frames` swaps only the layer's own GroupNorm for the across-frames one."""
+    group_norm_across_frames = core("frame_groupnorm", "group_norm_across_frames")
+    frames = 4
+    layer = randomize_(LAYERS[kind](), seed=9)
+    x = torch.randn(2 * frames, 64, 3, 3, generator=torch.Generator().manual_seed(10)) * 2
+    norm = layer.norm
+    assert torch.allclose(layer.normalize(x, frames, True), group_norm_across_frames(
+        x, frames, norm.num_groups, norm.weight, norm.bias, norm.eps), atol=1e-6)
+    with torch.no_grad():
+        across, per_frame = layer(x, frames, norm_across_frames=True), layer(x, frames)
+    assert (across - per_frame).abs().max().item() > 1e-3
+    with torch.enable_grad():
+        assert (layer(x, frames, norm_across_frames=True) - across).abs().max().item() <= 1e-5
