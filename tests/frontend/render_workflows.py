@@ -44,7 +44,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
 PACK_DIR_NAME = "ComfyUI-AtomoVideo"
-VIEW_W, VIEW_H = 1920, 1200
+VIEW_W, VIEW_H = 1920, 1080
 SHA_KEY = "atomovideo_workflow_sha256"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -106,6 +106,7 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
     for d in ("input", "output", "temp", "user/default"):
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "user/default/comfy.settings.json").write_text(json.dumps(SETTINGS))
+    write_preview_outputs(base)
     for wf_path in workflows:
         wf = json.loads(wf_path.read_text(encoding="utf-8"))
         for node in wf["nodes"]:
@@ -134,6 +135,19 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
                     Image.new("RGB", (512, 512), (180, 120, 60)).save(base / "input" / values[0])
             if t == "LoadVideo":
                 write_test_video(base / "input" / values[0])
+
+
+def write_preview_outputs(base: Path) -> None:
+    """The files the "executed" messages of RUN_JS name: a 4-frame animated webp, an mp4 and a png, 512 px."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (512, 512), (40 * i, 120, 200 - 40 * i)) for i in range(4)]
+    (base / "output" / "AtomoVideo").mkdir(parents=True, exist_ok=True)
+    frames[0].save(base / "output" / "AtomoVideo" / "preview.webp", save_all=True, append_images=frames[1:],
+                   duration=125, loop=0)
+    (base / "output" / "video").mkdir(parents=True, exist_ok=True)
+    write_test_video(base / "output" / "video" / "preview.mp4", size=512)
+    frames[0].save(base / "output" / "AtomoVideo" / "preview.png")  # (ComfyUI empties temp/ when it starts)
 
 
 def start_server(comfyui: Path, base: Path, port: int, log_path: Path) -> subprocess.Popen:
@@ -251,7 +265,52 @@ CHECK_JS = r"""
   const dialogs = [...document.querySelectorAll('.p-dialog, [role=dialog]')]
     .filter(d => d.offsetParent !== null).map(d => d.innerText.trim().slice(0, 300));
   for (const d of dialogs) errors.push(`dialog: ${d}`);
-  return {errors, nodes: nodes.length, links: links.length};
+  // node rectangles as the frontend sized them, the view it opened the workflow with, and the page's own bars
+  const rects = nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}));
+  const ds = {scale: app.canvas.ds.scale, offset: [app.canvas.ds.offset[0], app.canvas.ds.offset[1]]};
+  const bars = {};
+  for (const sel of ['.comfyui-body-top', '.comfyui-body-left', '.comfyui-body-bottom', '.comfyui-body-right',
+                     '.side-tool-bar-container', '.comfyui-menu', '.workflow-tabs-container']) {
+    for (const el of document.querySelectorAll(sel)) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) (bars[sel] ??= []).push([r.left, r.top, r.right, r.bottom]);
+    }
+  }
+  const canvas = app.canvas.canvas.getBoundingClientRect();
+  return {errors, nodes: nodes.length, links: links.length, rects, ds, bars,
+          canvas: [canvas.left, canvas.top, canvas.right, canvas.bottom],
+          title_height: LiteGraph.NODE_TITLE_HEIGHT};
+})
+"""
+
+# What the frontend shows after a run, without running the models: the server's "executed" messages for the save
+# and preview nodes (files written by `write_preview_outputs`) and a live latent preview on every sampling node,
+# dispatched the way the websocket client dispatches them. Returns the node rectangles after the nodes resized.
+PREVIEW_NODES = {"SaveAnimatedWEBP": {"images": [{"filename": "preview.webp", "subfolder": "AtomoVideo",
+                                                  "type": "output"}], "animated": [True]},
+                 "SaveVideo": {"images": [{"filename": "preview.mp4", "subfolder": "video", "type": "output"}],
+                               "animated": [True]},
+                 "PreviewImage": {"images": [{"filename": "preview.png", "subfolder": "AtomoVideo", "type": "output"}]}}
+LIVE_PREVIEW_NODES = ("AtomoVideoSampler", "AtomoVideoLongVideo", "KSampler")
+RUN_JS = r"""
+(async (outputs, live) => {
+  const api = window.comfyAPI?.api?.api ?? app.api;
+  const g = app.graph;
+  const nodes = g._nodes ?? g.nodes;
+  const blob = await (await fetch(api.apiURL('/view?filename=preview.png&type=output&subfolder=AtomoVideo'))).blob();
+  for (const n of nodes) {
+    const id = String(n.id);
+    if (n.type in outputs)
+      api.dispatchCustomEvent('executed', {node: id, display_node: id, output: outputs[n.type], prompt_id: 'preview'});
+    if (live.includes(n.type))
+      api.dispatchCustomEvent('b_preview_with_metadata', {blob, nodeId: id, displayNodeId: id, parentNodeId: id,
+                                                           realNodeId: id, promptId: 'preview'});
+  }
+  app.canvas.setDirty(true, true);
+  app.canvas.draw(true, true);
+  await new Promise(r => setTimeout(r, 2500));
+  app.canvas.draw(true, true);
+  return nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}));
 })
 """
 
@@ -281,7 +340,7 @@ FIT_JS = r"""
 
 
 async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool = False, log=print,
-              extra_files: list[Path] = ()) -> dict:
+              extra_files: list[Path] = (), with_previews: bool = True, after_run_dir: Path | None = None) -> dict:
     """Checks (and screenshots) the shipped workflows, then `extra_files` (other workflow files, e.g. broken
     copies a test expects errors from; keyed by file stem in the report)."""
     chromium = find_chromium()
@@ -350,6 +409,16 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                         path = out_dir / f"{f.stem}.png"
                         save_png(base64.b64decode(shot["data"]), path, f)
                         result["screenshot"] = str(path)
+                    if with_previews:
+                        result["rects_after_run"] = await cdp.evaluate(
+                            f"{RUN_JS}({json.dumps(PREVIEW_NODES)}, {json.dumps(LIVE_PREVIEW_NODES)})")
+                        result["errors"] += cdp.take_errors()
+                        if after_run_dir is not None:  # what the graph looks like with the previews
+                            await cdp.evaluate(FIT_JS)
+                            await asyncio.sleep(0.5)
+                            shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                            after_run_dir.mkdir(parents=True, exist_ok=True)
+                            (after_run_dir / f"{f.stem}.png").write_bytes(base64.b64decode(shot["data"]))
                     report["workflows"][f.stem] = result
                     log(f"{f.stem}: {result['nodes']} nodes, {result['links']} links, "
                         f"{len(result['errors'])} errors" + "".join(f"\n  - {e}" for e in result["errors"]))
@@ -391,6 +460,7 @@ def main(argv=None) -> int:
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout (COMFYUI_PATH)")
     ap.add_argument("--out", default=None, help="folder for the screenshots (e.g. docs/workflows)")
     ap.add_argument("--report", default=None, help="write the findings as JSON here")
+    ap.add_argument("--after-run-out", default=None, help="also save screenshots with simulated run previews here")
     ap.add_argument("--keep-base", action="store_true", help="keep the server's temporary base directory")
     ap.add_argument("names", nargs="*", help="workflow names (default: all)")
     args = ap.parse_args(argv)
@@ -398,7 +468,7 @@ def main(argv=None) -> int:
         print("no ComfyUI: pass --comfyui or set COMFYUI_PATH", file=sys.stderr)
         return 2
     report = asyncio.run(run(Path(args.comfyui), Path(args.out) if args.out else None, args.names,
-                             args.keep_base))
+                             args.keep_base, after_run_dir=Path(args.after_run_out) if args.after_run_out else None))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     if report["boot_errors"]:
