@@ -314,6 +314,29 @@ RUN_JS = r"""
 })
 """
 
+# The template browser (Workflow > Browse Templates) on the pack's category: each card's picture and texts.
+TEMPLATES_JS = r"""
+(async (pack, names) => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  await app.extensionManager.command.execute('Comfy.BrowseTemplates');
+  await sleep(2500);
+  const leaves = [...document.querySelectorAll('[role=dialog] *')]
+    .filter(e => e.children.length === 0 && e.textContent.trim() === pack);
+  if (!leaves.length) return {error: `no '${pack}' category in the template browser`, cards: []};
+  (leaves[0].closest('li,button,a,[role=option],[role=button]') ?? leaves[0]).click();
+  await sleep(3000);
+  const cards = names.map(name => {
+    const card = document.querySelector(`[data-testid="template-workflow-${name}"]`);
+    if (!card) return {name, found: false};
+    const img = card.querySelector('img');
+    return {name, found: true, src: img?.getAttribute('src'), width: img?.naturalWidth ?? 0,
+            height: img?.naturalHeight ?? 0, title: card.querySelector('h3')?.textContent?.trim(),
+            description: card.querySelector('p')?.textContent?.trim()};
+  });
+  return {cards};
+})
+"""
+
 FIT_JS = r"""
 (() => {
   const g = app.graph, c = app.canvas;
@@ -340,7 +363,8 @@ FIT_JS = r"""
 
 
 async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool = False, log=print,
-              extra_files: list[Path] = (), with_previews: bool = True, after_run_dir: Path | None = None) -> dict:
+              extra_files: list[Path] = (), with_previews: bool = True, after_run_dir: Path | None = None,
+              thumbnails: bool = False, with_templates: bool = True, queue_checks: bool = True) -> dict:
     """Checks (and screenshots) the shipped workflows, then `extra_files` (other workflow files, e.g. broken
     copies a test expects errors from; keyed by file stem in the report)."""
     chromium = find_chromium()
@@ -409,6 +433,8 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                         path = out_dir / f"{f.stem}.png"
                         save_png(base64.b64decode(shot["data"]), path, f)
                         result["screenshot"] = str(path)
+                    if thumbnails and f.parent == WORKFLOWS:
+                        save_thumbnail(base64.b64decode(shot["data"]), WORKFLOWS / f"{f.stem}.jpg", f)
                     if with_previews:
                         result["rects_after_run"] = await cdp.evaluate(
                             f"{RUN_JS}({json.dumps(PREVIEW_NODES)}, {json.dumps(LIVE_PREVIEW_NODES)})")
@@ -422,6 +448,21 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                     report["workflows"][f.stem] = result
                     log(f"{f.stem}: {result['nodes']} nodes, {result['links']} links, "
                         f"{len(result['errors'])} errors" + "".join(f"\n  - {e}" for e in result["errors"]))
+                if with_templates:
+                    report["template_browser"] = await cdp.evaluate(
+                        f"{TEMPLATES_JS}({json.dumps(PACK_DIR_NAME)}, {json.dumps([f.stem for f in workflow_files(names)])})")
+                    report["template_browser"]["errors"] = cdp.take_errors()
+                    if out_dir is not None:
+                        shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                        path = out_dir / "template_browser.png"
+                        from PIL import Image
+
+                        im = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+                        im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                            path, optimize=True)
+                        report["template_browser"]["screenshot"] = str(path)
+                if queue_checks:
+                    report["queue_checks"] = await queue_missing_file(cdp, http, url)
                 cdp.reader.cancel()
     finally:
         if browser is not None:
@@ -442,6 +483,67 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
     return report
 
 
+THUMB = 512               # template thumbnails are square: the frontend shows them in a square box
+THUMB_CAPTION = 150       # height of the caption band above the graph
+
+
+def save_thumbnail(data: bytes, path: Path, workflow_file: Path) -> None:
+    """`workflows/<name>.jpg`, the template browser's picture: the card's title, description and badge
+    (`template_cards.CARDS`) above the graph as the frontend drew it; the workflow file's SHA-256 in the JPEG
+    comment, so the picture cannot go stale unnoticed."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from template_cards import CARDS, START_HERE
+
+    title, description, badge = CARDS[workflow_file.stem]
+    shot = Image.open(io.BytesIO(data)).convert("RGB").crop((64, 40, VIEW_W, VIEW_H))  # the canvas only
+    shot.thumbnail((THUMB, THUMB - THUMB_CAPTION), Image.Resampling.LANCZOS)
+    im = Image.new("RGB", (THUMB, THUMB), (32, 32, 32))
+    im.paste(shot, ((THUMB - shot.width) // 2, THUMB_CAPTION + (THUMB - THUMB_CAPTION - shot.height) // 2))
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default  # Pillow's bundled font: the same picture on every machine
+    colour = (255, 200, 60) if badge == START_HERE else (140, 200, 255)
+    draw.rounded_rectangle((14, 12, 14 + draw.textlength(badge, font=font(17)) + 16, 40), 6, fill=colour)
+    draw.text((22, 15), badge, font=font(17), fill=(20, 20, 20))
+    draw.text((16, 48), title, font=font(30), fill=(255, 255, 255))
+    words, lines = description.split(), [""]
+    for w in words:
+        if draw.textlength((lines[-1] + " " + w).strip(), font=font(18)) > THUMB - 32:
+            lines.append("")
+        lines[-1] = (lines[-1] + " " + w).strip()
+    for i, line in enumerate(lines[:3]):
+        draw.text((16, 86 + 21 * i), line, font=font(18), fill=(210, 210, 210))
+    im.save(path, "JPEG", quality=85, optimize=True, comment=f"{SHA_KEY}={sha256(workflow_file)}".encode())
+
+
+def thumbnail_sha(path: Path) -> str | None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        comment = im.info.get("comment", b"").decode()
+    return comment.split("=", 1)[1] if comment.startswith(SHA_KEY + "=") else None
+
+
+async def queue_missing_file(cdp: CDP, http, url: str) -> dict:
+    """Queues `image_to_video` as the frontend would (its own graphToPrompt) through POST /prompt: once with a
+    weights file that is not there, once with the placeholder (an empty file). Both must be refused at validation."""
+    wf = json.loads((WORKFLOWS / "image_to_video.json").read_text(encoding="utf-8"))
+    await cdp.evaluate(f"app.loadGraphData({json.dumps(wf)}, true, true, 'image_to_video.json')")
+    prompt = await cdp.evaluate("(async () => (await app.graphToPrompt()).output)()")
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "AtomoVideoLoader")
+    out = {"loader": loader}
+    for case, weights in (("missing", "missing_atomovideo.safetensors"), ("empty_file", None)):
+        p = json.loads(json.dumps(prompt))
+        if weights:
+            p[loader]["inputs"]["weights"] = weights
+        start = time.monotonic()
+        async with http.post(f"{url}/prompt", json={"prompt": p, "client_id": "render_workflows"}) as r:
+            out[case] = {"status": r.status, "seconds": time.monotonic() - start, "body": await r.json()}
+    async with http.get(f"{url}/history") as r:
+        out["history"] = await r.json()
+    return out
+
+
 def save_png(data: bytes, path: Path, workflow_file: Path) -> None:
     """A small palette PNG with the workflow and its file's SHA-256 embedded."""
     from PIL import Image, PngImagePlugin
@@ -460,6 +562,7 @@ def main(argv=None) -> int:
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout (COMFYUI_PATH)")
     ap.add_argument("--out", default=None, help="folder for the screenshots (e.g. docs/workflows)")
     ap.add_argument("--report", default=None, help="write the findings as JSON here")
+    ap.add_argument("--thumbnails", action="store_true", help="also write the template thumbnails workflows/*.jpg")
     ap.add_argument("--after-run-out", default=None, help="also save screenshots with simulated run previews here")
     ap.add_argument("--keep-base", action="store_true", help="keep the server's temporary base directory")
     ap.add_argument("names", nargs="*", help="workflow names (default: all)")
@@ -468,7 +571,8 @@ def main(argv=None) -> int:
         print("no ComfyUI: pass --comfyui or set COMFYUI_PATH", file=sys.stderr)
         return 2
     report = asyncio.run(run(Path(args.comfyui), Path(args.out) if args.out else None, args.names,
-                             args.keep_base, after_run_dir=Path(args.after_run_out) if args.after_run_out else None))
+                             args.keep_base, after_run_dir=Path(args.after_run_out) if args.after_run_out else None,
+                             thumbnails=args.thumbnails))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     if report["boot_errors"]:
