@@ -114,6 +114,8 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
             t = node["type"]
             folders = (FILE_WIDGETS[t],) if t in FILE_WIDGETS else PACK_FILE_WIDGETS.get(t, ())
             for v in values:
+                if t == "AtomoVideoLoader" and (REPO / "atomo_demo" / "weights" / "atomovideo" / str(v)).is_file():
+                    continue  # the demo's own file, found in the pack: a placeholder would shadow it
                 if isinstance(v, str) and v.endswith((".safetensors", ".ckpt", ".pth", ".bin", ".pt")):
                     for folder in folders[:1]:
                         (base / folder).mkdir(parents=True, exist_ok=True)
@@ -153,8 +155,11 @@ def write_preview_outputs(base: Path) -> None:
 def start_server(comfyui: Path, base: Path, port: int, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "w")
     cmd = [sys.executable, str(comfyui / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-api-nodes", "--base-directory", str(base), "--disable-auto-launch"]
-    return subprocess.Popen(cmd, cwd=str(comfyui), stdout=log, stderr=subprocess.STDOUT)
+           "--disable-api-nodes", "--base-directory", str(base), "--disable-auto-launch", "--preview-method", "auto"]
+    # one torch thread, as `python -m atomo_demo run` uses: the demo's tensors are tiny, and the server shares the
+    # CPU with Chromium
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.Popen(cmd, cwd=str(comfyui), stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 async def wait_http(session: aiohttp.ClientSession, url: str, timeout: float, proc=None) -> None:
@@ -314,6 +319,29 @@ RUN_JS = r"""
 })
 """
 
+# The README's quick start in the UI: the demo workflow queued with the frontend's own Run (app.queuePrompt) on the
+# server started with --preview-method auto; waits for the run to end and reports the live previews and node sizes.
+RUN_DEMO_JS = r"""
+(async (wf) => {
+  const api = window.comfyAPI?.api?.api ?? app.api;
+  await app.loadGraphData(structuredClone(wf), true, true, 'demo.json');
+  const previews = new Set();
+  let done = false, error = null, blobs = 0;
+  api.addEventListener('b_preview_with_metadata', e => previews.add(String(e.detail.displayNodeId)));
+  api.addEventListener('b_preview', () => { blobs += 1; });
+  api.addEventListener('execution_success', () => { done = true; });
+  api.addEventListener('execution_error', e => { error = e.detail.exception_message; done = true; });
+  const t0 = Date.now();
+  await app.queuePrompt(0);
+  while (!done && Date.now() - t0 < 420000) await new Promise(r => setTimeout(r, 500));
+  await new Promise(r => setTimeout(r, 2000));
+  app.canvas.draw(true, true);
+  const nodes = app.graph._nodes ?? app.graph.nodes;
+  return {done, error, previews: [...previews], preview_blobs: blobs, seconds: (Date.now() - t0) / 1000,
+          rects: nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}))};
+})
+"""
+
 # The template browser (Workflow > Browse Templates) on the pack's category: each card's picture and texts.
 TEMPLATES_JS = r"""
 (async (pack, names) => {
@@ -364,7 +392,8 @@ FIT_JS = r"""
 
 async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool = False, log=print,
               extra_files: list[Path] = (), with_previews: bool = True, after_run_dir: Path | None = None,
-              thumbnails: bool = False, with_templates: bool = True, queue_checks: bool = True) -> dict:
+              thumbnails: bool = False, with_templates: bool = True, queue_checks: bool = True,
+              run_demo: bool = True) -> dict:
     """Checks (and screenshots) the shipped workflows, then `extra_files` (other workflow files, e.g. broken
     copies a test expects errors from; keyed by file stem in the report)."""
     chromium = find_chromium()
@@ -461,8 +490,33 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                         im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
                             path, optimize=True)
                         report["template_browser"]["screenshot"] = str(path)
+                    await cdp.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Escape", "code": "Escape",
+                                                              "windowsVirtualKeyCode": 27})
+                    await cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Escape", "code": "Escape",
+                                                              "windowsVirtualKeyCode": 27})
+                    await asyncio.sleep(1.0)
+                    report["template_browser"]["closed"] = await cdp.evaluate(
+                        "![...document.querySelectorAll('[role=dialog]')].some(d => d.offsetParent !== null)")
                 if queue_checks:
                     report["queue_checks"] = await queue_missing_file(cdp, http, url)
+                if run_demo:
+                    wf = json.loads((WORKFLOWS / "demo.json").read_text(encoding="utf-8"))
+                    demo = await cdp.evaluate(f"{RUN_DEMO_JS}({json.dumps(wf)})", timeout=450)
+                    demo["errors"] = cdp.take_errors()
+                    demo["outputs"] = sorted(p.relative_to(base / "output").as_posix()
+                                             for p in (base / "output").rglob("*demo_*") if p.is_file())
+                    if out_dir is not None:
+                        await cdp.evaluate(FIT_JS)
+                        await asyncio.sleep(1.0)
+                        shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                        from PIL import Image
+
+                        im = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+                        path = out_dir / "demo_after_run.png"
+                        im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                            path, optimize=True)
+                        demo["screenshot"] = str(path)
+                    report["demo_run"] = demo
                 cdp.reader.cancel()
     finally:
         if browser is not None:

@@ -166,3 +166,17 @@ def test_workflows_load_in_the_real_frontend(tmp_path):
     assert "is not a readable safetensors file" in checks["empty_file"]["body"]["node_errors"][checks["loader"]][
         "errors"][0]["details"]
     assert checks["history"] == {}
+    # the README's quick start in the UI: the demo workflow run with the frontend's Run on a server started with
+    # --preview-method auto writes both videos twice (webp, mp4), shows live previews in both sampling nodes, and
+    # after the run (real previews, real videos in the save nodes) still no node overlaps or leaves the screen
+    demo = report["demo_run"]
+    assert demo["done"] and demo["error"] is None and not demo["errors"], demo
+    assert len(demo["outputs"]) == 4 and {p.rsplit("_", 2)[0] for p in demo["outputs"]} == {
+        "AtomoVideo/demo_image_to_video", "AtomoVideo/demo_long_video", "video/AtomoVideo_demo_image_to_video",
+        "video/AtomoVideo_demo_long_video"}, demo["outputs"]
+    wf = json.loads((REPO / "workflows" / "demo.json").read_text(encoding="utf-8"))
+    sampling = {str(n["id"]) for n in wf["nodes"] if n["type"] in ("AtomoVideoSampler", "AtomoVideoLongVideo")}
+    assert demo["preview_blobs"] > 0 and sampling <= set(demo["previews"]), demo["previews"]
+    nodes = [{"id": r["id"], "type": r["type"], "pos": [r["x"], r["y"]], "size": [r["w"], r["h"]]} for r in demo["rects"]]
+    rects = wl.rectangles(nodes, with_previews=False)
+    assert wl.overlaps(rects) + wl.outside(rects, wf["extra"]["ds"]) == []
