@@ -18,7 +18,15 @@ text chunk, so the picture can be dragged into ComfyUI like any ComfyUI PNG) and
 file (`atomovideo_workflow_sha256`), which `test_frontend_workflows.py` compares with the committed workflow so
 the README pictures cannot go stale.
 
-    python3 tests/frontend/render_workflows.py --comfyui /path/to/ComfyUI --out docs/workflows
+It also reports, for the layout checks (`tests/workflow_layout.py`), every node's rectangle as the frontend sized
+it, the view it opened the workflow with and the page's bars, and the rectangles after a simulated run (the
+server's "executed" messages and live previews dispatched as the websocket client dispatches them). After the
+workflows it opens the template browser on the pack's category (cards, pictures, texts), queues `image_to_video`
+with a missing and an unreadable weights file through POST /prompt, and runs the `demo` workflow with the
+frontend's Run on the server (started with `--preview-method auto`), as the README's quick start does.
+`--thumbnails` also writes the template pictures `workflows/<name>.jpg` (`template_cards.py` has their texts).
+
+    python3 tests/frontend/render_workflows.py --comfyui /path/to/ComfyUI --out docs/workflows --thumbnails
 
 Exit status 1 when any workflow reports an error; `--report FILE` writes the findings as JSON.
 """
