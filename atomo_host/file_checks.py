@@ -21,7 +21,7 @@ import folder_paths
 from ..atomo_core import animatediff_format
 from ..atomo_core import image_projection as ipj
 from ..atomo_core.errors import AtomoVideoError
-from ..atomo_core.weight_files import ACCEPTED, describe
+from ..atomo_core.weight_files import ACCEPTED
 from ..atomo_core.weight_format import is_atomovideo
 from . import model_files
 

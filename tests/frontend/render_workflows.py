@@ -486,8 +486,9 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                     log(f"{f.stem}: {result['nodes']} nodes, {result['links']} links, "
                         f"{len(result['errors'])} errors" + "".join(f"\n  - {e}" for e in result["errors"]))
                 if with_templates:
+                    stems = [f.stem for f in workflow_files(names)]
                     report["template_browser"] = await cdp.evaluate(
-                        f"{TEMPLATES_JS}({json.dumps(PACK_DIR_NAME)}, {json.dumps([f.stem for f in workflow_files(names)])})")
+                        f"{TEMPLATES_JS}({json.dumps(PACK_DIR_NAME)}, {json.dumps(stems)})")
                     report["template_browser"]["errors"] = cdp.take_errors()
                     if out_dir is not None:
                         shot = await cdp.send("Page.captureScreenshot", {"format": "png"})

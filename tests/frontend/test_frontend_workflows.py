@@ -177,6 +177,6 @@ def test_workflows_load_in_the_real_frontend(tmp_path):
     wf = json.loads((REPO / "workflows" / "demo.json").read_text(encoding="utf-8"))
     sampling = {str(n["id"]) for n in wf["nodes"] if n["type"] in ("AtomoVideoSampler", "AtomoVideoLongVideo")}
     assert demo["preview_blobs"] > 0 and sampling <= set(demo["previews"]), demo["previews"]
-    nodes = [{"id": r["id"], "type": r["type"], "pos": [r["x"], r["y"]], "size": [r["w"], r["h"]]} for r in demo["rects"]]
-    rects = wl.rectangles(nodes, with_previews=False)
+    rects = wl.rectangles([{"id": r["id"], "type": r["type"], "pos": [r["x"], r["y"]], "size": [r["w"], r["h"]]}
+                           for r in demo["rects"]], with_previews=False)
     assert wl.overlaps(rects) + wl.outside(rects, wf["extra"]["ds"]) == []
