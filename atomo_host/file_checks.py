@@ -51,9 +51,9 @@ def _message(node: str, field: str, text: str) -> str:
 
 def not_found(node: str, field: str, name: str, folders: tuple[str, ...], hint: str = "") -> str:
     searched = "; ".join(_folder_contents(p) for p in model_files.folder_paths_of(folders))
-    return _message(node, field, f"'{name}' was not found. Searched: {searched}. Put the file into one of "
-                                      "these folders and press R (refresh), or pick a file that is there."
-                                      + (f" {hint}" if hint else ""))
+    return _message(node, field, f"'{name}' was not found. Searched: {searched}. Put the file into one of these "
+                                 "folders and press R (refresh), or pick a file that is there."
+                                 + (f" {hint}" if hint else ""))
 
 
 def header_tensors(path: str) -> tuple[dict, dict]:
