@@ -5,7 +5,7 @@ Loaded by ComfyUI as a custom node pack (V3 schema): ComfyUI calls `comfy_entryp
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODE_LIST
-from .atomo_host.model_files import register_model_folders
+from .atomo_host.model_files import create_model_folders, register_model_folders
 
 
 class AtomoVideoExtension(ComfyExtension):
@@ -16,4 +16,5 @@ class AtomoVideoExtension(ComfyExtension):
 async def comfy_entrypoint() -> AtomoVideoExtension:
     # on_load() is never called by ComfyUI 0.3.64, so folder registration happens here.
     register_model_folders()
+    create_model_folders()
     return AtomoVideoExtension()

@@ -7,6 +7,7 @@ AtomoVideo Loader lists `demo_atomovideo.safetensors` with nothing copied, and a
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def register_model_folders() -> None:
             folder_paths.folder_names_and_paths[name] = ([default], exts)
         paths = folder_paths.folder_names_and_paths[name][0]
         paths += [str(p) for p in BUNDLED_FOLDERS.get(name, []) if str(p) not in paths]
+
+
+def create_model_folders(models_dir: str | None = None) -> list[str]:
+    """Creates the pack's folders under `models_dir` (ComfyUI's `models/`) that do not exist yet, so a new user
+    sees where files go; nothing that exists is touched. Returns the folders made. A read-only install only logs
+    a warning: the pack still loads."""
+    models_dir = models_dir or folder_paths.models_dir
+    made = []
+    for name in PACK_FOLDERS:
+        path = os.path.join(models_dir, name)
+        if os.path.isdir(path):
+            continue
+        try:
+            os.makedirs(path)
+        except OSError as e:
+            logging.warning("ComfyUI-AtomoVideo: could not create the model folder %s (%s); create it yourself.",
+                            path, e)
+            continue
+        made.append(path)
+    if made:
+        logging.info("ComfyUI-AtomoVideo: created the model folders %s", ", ".join(made))
+    return made
 
 
 def file_names(folders: tuple[str, ...]) -> list[str]:

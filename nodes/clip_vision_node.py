@@ -5,7 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..atomo_host.decoupled_attention import Injection, inject
-from ..atomo_host.image_tokens import projection_choices
+from ..atomo_host import file_checks
+from ..atomo_host.image_tokens import FOLDER, FROM_ATOMOVIDEO, projection_choices
 from .base import AtomoNode
 
 NODE = "AtomoVideoCLIPVisionInject"
@@ -42,6 +43,10 @@ class AtomoVideoCLIPVisionInject(AtomoNode):
             ],
             outputs=[io.Model.Output(tooltip="The model with the image injected into its cross-attention.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, projection) -> bool | str:
+        return file_checks.projection_file(NODE, projection, FOLDER, FROM_ATOMOVIDEO)
 
     @classmethod
     def execute(cls, model, clip_vision, image, **injection) -> io.NodeOutput:

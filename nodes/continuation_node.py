@@ -18,6 +18,7 @@ from ..atomo_core import image_preparation as prep
 from ..atomo_core import noise_schedules as ns
 from ..atomo_host.continuation import (DRIFT_TARGETS, TARGET_BOTH, GivenFrames, LongVideo, NextSegment,
                                        next_segment, run_long_video)
+from ..atomo_host import file_checks
 from ..atomo_host.inputs import MAX_SIZE, MAX_TOTAL_FRAMES, split_settings
 from ..atomo_host.sampling import SamplingSettings
 from ..atomo_host.sigmas import DEFAULT_SAMPLER, MAX_STEPS, SAMPLERS, SCHEDULERS, TRAILING
@@ -185,6 +186,11 @@ class AtomoVideoLongVideo(AtomoNode):
             outputs=[io.Image.Output(display_name="video", tooltip="Exactly total_frames frames, seams without "
                                      "repeated or missing frames.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, sampler_name, scheduler, drift_target, resize_mode=None) -> bool | str:
+        return file_checks.choices(cls, sampler_name=sampler_name, scheduler=scheduler, drift_target=drift_target,
+                                   resize_mode=resize_mode)
 
     @classmethod
     def execute(cls, model, positive, negative, vae, **settings) -> io.NodeOutput:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..atomo_host import file_checks
 from ..atomo_host.demo_model import DEFAULT_BASE, bundled_bases, load_demo
 from .base import AtomoNode
 
@@ -38,6 +39,10 @@ class AtomoVideoDemoModel(AtomoNode):
                                        "costs time)."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, base=DEFAULT_BASE) -> bool | str:
+        return file_checks.demo_files(NODE, base)
 
     @classmethod
     def execute(cls, base=DEFAULT_BASE) -> io.NodeOutput:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..atomo_core import image_preparation as prep
-from ..atomo_host import inputs
+from ..atomo_host import file_checks, inputs
 from ..atomo_host.conditioning import ImageConditioning, condition_video
 from .base import AtomoNode
 
@@ -64,6 +64,10 @@ class AtomoVideoImageConditioning(AtomoNode):
                                          "starts from pure noise)."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, resize_mode) -> bool | str:
+        return file_checks.choices(cls, resize_mode=resize_mode)
 
     @classmethod
     def execute(cls, positive, negative, vae, image, **video) -> io.NodeOutput:

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 from ..atomo_core.pia_presets import DEFAULT_PRESET, PRESET_NAMES
 from ..atomo_host.loading import (GROUPNORM_FROM_WEIGHTS, GROUPNORM_OPTIONS, SCHEDULE_FROM_WEIGHTS, SCHEDULE_KEEP,
                                   WEIGHT_FOLDERS, LoadSettings, load_video_model)
+from ..atomo_host import file_checks
 from ..atomo_host.model_files import file_names
 from .base import AtomoNode
 
@@ -52,6 +53,10 @@ class AtomoVideoLoader(AtomoNode):
             outputs=[io.Model.Output(tooltip="The model with temporal layers; sample it with frames as the "
                                              "latent batch.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, weights) -> bool | str:
+        return file_checks.temporal_weights(NODE, weights, WEIGHT_FOLDERS)
 
     @classmethod
     def execute(cls, model, weights, noise_schedule=SCHEDULE_FROM_WEIGHTS,

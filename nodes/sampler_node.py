@@ -8,6 +8,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..atomo_core import noise_schedules as ns
+from ..atomo_host import file_checks
 from ..atomo_host.sampling import SamplingSettings, sample_run
 from ..atomo_host.sigmas import DEFAULT_SAMPLER, MAX_STEPS, SAMPLERS, SCHEDULERS, TRAILING, ZERO_SNR_SAMPLERS
 from ..atomo_host.zero_snr import apply_zero_snr_vprediction
@@ -60,6 +61,10 @@ class AtomoVideoSampler(AtomoNode):
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
         )
+
+    @classmethod
+    def validate_inputs(cls, sampler_name, scheduler) -> bool | str:
+        return file_checks.choices(cls, sampler_name=sampler_name, scheduler=scheduler)
 
     @classmethod
     def execute(cls, model, positive, negative, latent, **settings) -> io.NodeOutput:

@@ -24,6 +24,7 @@ if str(HERE) not in sys.path:
     sys.path.append(str(HERE))
 
 from pack import module  # noqa: E402
+from workflow_layout import rectangles, view_for  # noqa: E402
 
 u = module("atomo_host.ui_workflow")
 
@@ -68,7 +69,8 @@ class Graph:
         widgets = dict(widgets or {})
         if ntype in u.FRONTEND_ONLY:
             text = widgets.pop("text")
-            lines = sum(max(1, len(line) // 60 + 1) for line in text.split("\n"))
+            per_line = (width - 40) // 8.7  # characters of the note's monospace font per line
+            lines = sum(max(1, int(len(line) // per_line) + 1) for line in text.split("\n"))
             node = {"id": nid, "type": ntype, "pos": list(pos), "size": [width, 40 + 17 * lines],
                     "flags": {}, "order": 0, "mode": 0, "inputs": [], "outputs": [], "properties": {},
                     "widgets_values": [text], "color": NOTE_COLOR, "bgcolor": NOTE_BGCOLOR}
@@ -152,7 +154,7 @@ class Graph:
                     o["links"] = None
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {},
-                "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}}, "version": 0.4}
+                "extra": {"ds": view_for(rectangles(self.nodes))}, "version": 0.4}
 
 
 def note(lines: list[str]) -> str:
@@ -162,17 +164,18 @@ def note(lines: list[str]) -> str:
 MODELS_HEADER = "Model files (put them here, then press R or Refresh):"
 
 
-def text_encoders(g: Graph, clip_src, x=0, y=330):
+def text_encoders(g: Graph, clip_src, x=0, y=200):
     pos = g.add("CLIPTextEncode", (x, y), {"text": POSITIVE}, title="Positive prompt", width=400)
-    neg = g.add("CLIPTextEncode", (x, y + 210), {"text": NEGATIVE}, title="Negative prompt", width=400)
+    neg = g.add("CLIPTextEncode", (x, y + 130), {"text": NEGATIVE}, title="Negative prompt", width=400)
     g.link(*clip_src, pos, "clip")
     g.link(*clip_src, neg, "clip")
     return pos, neg
 
 
 def video_tail(g: Graph, sampler: int, vae_src, prefix: str, x: int, y: int = 0, fps: float = 8.0,
-               images_src=None):
-    """VAE decode -> SaveAnimatedWEBP, and CreateVideo -> SaveVideo (mp4); or from `images_src` (node, slot)."""
+               images_src=None, save_width: int = 360):
+    """VAE decode -> SaveAnimatedWEBP, and CreateVideo -> SaveVideo (mp4); or from `images_src` (node, slot).
+    The save nodes sit in a column right of the decode column, each with room below for its preview."""
     if images_src is None:
         dec = g.add("VAEDecode", (x, y), width=220)
         g.link(sampler, 0, dec, "samples")
@@ -181,19 +184,21 @@ def video_tail(g: Graph, sampler: int, vae_src, prefix: str, x: int, y: int = 0,
         dec = images_src[0]
     webp = g.add("SaveAnimatedWEBP", (x + 260, y), {"filename_prefix": f"AtomoVideo/{prefix}", "fps": fps,
                                                   "lossless": False, "quality": 90, "method": "default"},
-                 width=360)
+                 width=save_width)
     g.link(dec, 0, webp, "images")
-    cv = g.add("CreateVideo", (x, y + 250), {"fps": fps}, width=220)
+    cv = g.add("CreateVideo", (x, y + (150 if images_src is None else 0)), {"fps": fps}, width=220)
     g.link(dec, 0, cv, "images")
-    sv = g.add("SaveVideo", (x + 260, y + 250), {"filename_prefix": f"video/AtomoVideo_{prefix}",
-                                                 "format": "mp4", "codec": "h264"}, width=360)
+    below_webp = y + g._node(webp)["size"][1] + save_width + 60
+    sv = g.add("SaveVideo", (x + 260, below_webp), {"filename_prefix": f"video/AtomoVideo_{prefix}",
+                                                    "format": "mp4", "codec": "h264"}, width=save_width)
     g.link(cv, 0, sv, "video")
     return dec
 
 
 def sampler_node(g: Graph, pos, model_src, cond: int, *, cfg_rescale: float = 0.7):
     s = g.add("AtomoVideoSampler", pos, {"seed": 0, "steps": 25, "cfg": 7.5, "cfg_rescale": cfg_rescale,
-                                         "sampler_name": "ddim", "scheduler": "trailing", "denoise": 1.0})
+                                         "sampler_name": "ddim", "scheduler": "trailing", "denoise": 1.0},
+              width=360)
     g.link(*model_src, s, "model")
     g.link(cond, "positive", s, "positive")
     g.link(cond, "negative", s, "negative")
@@ -210,27 +215,27 @@ def image_to_video_graph(g: Graph, *, lora: bool = False, controlnet: bool = Fal
         g.link(ckpt, 0, lo, "model")
         g.link(ckpt, 1, lo, "clip")
         model_src, clip_src = (lo, 0), (lo, 1)
-    pos, neg = text_encoders(g, clip_src, 0, 360 if lora else 200)
-    img_y = 820 if lora else 660
+    pos, neg = text_encoders(g, clip_src, 0, 350 if lora else 200)
+    img_y = 610 if lora else 460
     img = g.add("LoadImage", (0, img_y), {"image": INPUT_IMAGE}, title="Input image (first frame)",
                 width=400, height=IMAGE_NODE_HEIGHT)
     loader = g.add("AtomoVideoLoader", (460, 0), {"weights": ATOMO_WEIGHTS}, width=380)
     g.link(*model_src, loader, "model")
-    cvl = g.add("CLIPVisionLoader", (460, 240), {"clip_name": CLIP_VISION}, width=380)
-    inj = g.add("AtomoVideoCLIPVisionInject", (460, 360), {"projection": "from AtomoVideo weights"}, width=380)
+    cvl = g.add("CLIPVisionLoader", (460, 220), {"clip_name": CLIP_VISION}, width=380)
+    inj = g.add("AtomoVideoCLIPVisionInject", (460, 350), {"projection": "from AtomoVideo weights"}, width=380)
     g.link(loader, 0, inj, "model")
     g.link(cvl, 0, inj, "clip_vision")
     g.link(img, 0, inj, "image")
     cond_pos, cond_neg = (pos, 0), (neg, 0)
     if controlnet:
-        cnl = g.add("ControlNetLoader", (460, 620), {"control_net_name": CONTROLNET}, width=380)
-        vid = g.add("LoadVideo", (0, img_y + IMAGE_NODE_HEIGHT + 60), {"file": CONTROL_VIDEO},
-                    title="Control video (one frame per video frame)", width=400, height=IMAGE_NODE_HEIGHT)
-        comp = g.add("GetVideoComponents", (460, 760), width=380)
+        cnl = g.add("ControlNetLoader", (460, 610), {"control_net_name": CONTROLNET}, width=380)
+        vid = g.add("LoadVideo", (900, 610), {"file": CONTROL_VIDEO},
+                    title="Control video (one frame per video frame)", width=360, height=IMAGE_NODE_HEIGHT)
+        comp = g.add("GetVideoComponents", (460, 740), width=380)
         g.link(vid, 0, comp, "video")
-        canny = g.add("Canny", (460, 900), {"low_threshold": 0.4, "high_threshold": 0.8}, width=380)
+        canny = g.add("Canny", (460, 890), {"low_threshold": 0.4, "high_threshold": 0.8}, width=380)
         g.link(comp, "images", canny, "image")
-        apply = g.add("ControlNetApplyAdvanced", (900, 620), {"strength": 0.8, "start_percent": 0.0,
+        apply = g.add("ControlNetApplyAdvanced", (900, 330), {"strength": 0.8, "start_percent": 0.0,
                                                                "end_percent": 1.0}, width=360)
         g.link(pos, 0, apply, "positive")
         g.link(neg, 0, apply, "negative")
@@ -243,15 +248,17 @@ def image_to_video_graph(g: Graph, *, lora: bool = False, controlnet: bool = Fal
     g.link(*cond_neg, cond, "negative")
     g.link(ckpt, 2, cond, "vae")
     g.link(img, 0, cond, "image")
-    s = sampler_node(g, (1300, 0), (inj, 0), cond)
-    video_tail(g, s, (ckpt, 2), prefix, 1660)
+    # with a ControlNet the sampler gets a column of its own (the ControlNet nodes fill the one below the
+    # conditioning), the read-me note goes below it; without, the sampler goes below the conditioning
+    s = sampler_node(g, (1300, 0) if controlnet else (900, 330), (inj, 0), cond)
+    video_tail(g, s, (ckpt, 2), prefix, 1700 if controlnet else 1300)
     return ckpt
 
 
 def build_image_to_video(classes: dict) -> dict:
     g = Graph(classes)
     image_to_video_graph(g)
-    g.add("Note", (1300, 420), {"text": note([
+    g.add("Note", (460, 610), {"text": note([
         "AtomoVideo image-to-video: the input image becomes frame 0 (image latent + frame mask) and is injected "
         "into every cross-attention (CLIP image tokens); the sampler generates 16 frames from pure noise with "
         "zero-SNR v-prediction (ddim, trailing, CFG rescale 0.7).",
@@ -265,7 +272,7 @@ def build_image_to_video(classes: dict) -> dict:
         "If your AtomoVideo file has no image projection, put ip-adapter_sd15.safetensors in models/ipadapter/ "
         "and select it as 'projection'.",
         "Outputs: output/AtomoVideo/image_to_video_*.webp and output/video/AtomoVideo_image_to_video_*.mp4.",
-    ])}, title="Read me: models", width=560)
+    ])}, title="Read me: models", width=380)
     return g.workflow()
 
 
@@ -273,7 +280,7 @@ def build_text_to_video(classes: dict) -> dict:
     g = Graph(classes)
     ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": CHECKPOINT}, width=400)
     pos, neg = text_encoders(g, (ckpt, 1), 0, 200)
-    empty = g.add("EmptyLatentImage", (0, 660), {"width": 512, "height": 512, "batch_size": 1}, width=400)
+    empty = g.add("EmptyLatentImage", (0, 460), {"width": 512, "height": 512, "batch_size": 1}, width=400)
     ks = g.add("KSampler", (460, 0), {"seed": 0, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
                                       "scheduler": "normal", "denoise": 1.0}, title="First frame (text-to-image)",
                width=340)
@@ -281,15 +288,15 @@ def build_text_to_video(classes: dict) -> dict:
     g.link(pos, 0, ks, "positive")
     g.link(neg, 0, ks, "negative")
     g.link(empty, 0, ks, "latent_image")
-    first = g.add("VAEDecode", (460, 330), title="First frame", width=220)
+    first = g.add("VAEDecode", (0, 650), title="First frame", width=220)
     g.link(ks, 0, first, "samples")
     g.link(ckpt, 2, first, "vae")
-    prev = g.add("PreviewImage", (460, 440), width=340)
+    prev = g.add("PreviewImage", (460, 660), width=340)
     g.link(first, 0, prev, "images")
     loader = g.add("AtomoVideoLoader", (860, 0), {"weights": ATOMO_WEIGHTS}, width=380)
     g.link(ckpt, 0, loader, "model")
-    cvl = g.add("CLIPVisionLoader", (860, 240), {"clip_name": CLIP_VISION}, width=380)
-    inj = g.add("AtomoVideoCLIPVisionInject", (860, 360), {"projection": "from AtomoVideo weights"}, width=380)
+    cvl = g.add("CLIPVisionLoader", (860, 220), {"clip_name": CLIP_VISION}, width=380)
+    inj = g.add("AtomoVideoCLIPVisionInject", (860, 350), {"projection": "from AtomoVideo weights"}, width=380)
     g.link(loader, 0, inj, "model")
     g.link(cvl, 0, inj, "clip_vision")
     g.link(first, 0, inj, "image")
@@ -299,9 +306,9 @@ def build_text_to_video(classes: dict) -> dict:
     g.link(neg, 0, cond, "negative")
     g.link(ckpt, 2, cond, "vae")
     g.link(first, 0, cond, "image")
-    s = sampler_node(g, (1700, 0), (inj, 0), cond)
-    video_tail(g, s, (ckpt, 2), "text_to_video", 2060)
-    g.add("Note", (1300, 420), {"text": note([
+    s = sampler_node(g, (1300, 330), (inj, 0), cond)
+    video_tail(g, s, (ckpt, 2), "text_to_video", 1700)
+    g.add("Note", (860, 610), {"text": note([
         "AtomoVideo text-to-video: the checkpoint first makes one image from the prompt (KSampler, ordinary "
         "text-to-image), then AtomoVideo animates it as in image-to-video (frame 0 given, 16 frames generated).",
         "",
@@ -311,7 +318,7 @@ def build_text_to_video(classes: dict) -> dict:
         f"- models/clip_vision/{CLIP_VISION}",
         "",
         "Change the seed of 'First frame' to get another picture; the AtomoVideo Sampler's seed changes the motion.",
-    ])}, title="Read me: models", width=560)
+    ])}, title="Read me: models", width=380)
     return g.workflow()
 
 
@@ -319,13 +326,13 @@ def build_public_weights(classes: dict) -> dict:
     g = Graph(classes)
     ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": CHECKPOINT}, width=400)
     pos, neg = text_encoders(g, (ckpt, 1), 0, 200)
-    img = g.add("LoadImage", (0, 660), {"image": INPUT_IMAGE}, title="Input image", width=400,
+    img = g.add("LoadImage", (0, 460), {"image": INPUT_IMAGE}, title="Input image", width=400,
                 height=IMAGE_NODE_HEIGHT)
     loader = g.add("AtomoVideoLoader", (460, 0), {"weights": PIA, "pia_motion": "animation (moderate motion)"},
                    title="Load PIA (AtomoVideo Loader)", width=380)
     g.link(ckpt, 0, loader, "model")
-    cvl = g.add("CLIPVisionLoader", (460, 240), {"clip_name": CLIP_VISION}, width=380)
-    inj = g.add("AtomoVideoCLIPVisionInject", (460, 360), {"projection": IPADAPTER, "weight": 0.6},
+    cvl = g.add("CLIPVisionLoader", (460, 220), {"clip_name": CLIP_VISION}, width=380)
+    inj = g.add("AtomoVideoCLIPVisionInject", (460, 350), {"projection": IPADAPTER, "weight": 0.6},
                 title="IP-Adapter (AtomoVideo CLIP Vision Injection)", width=380)
     g.link(loader, 0, inj, "model")
     g.link(cvl, 0, inj, "clip_vision")
@@ -336,9 +343,9 @@ def build_public_weights(classes: dict) -> dict:
     g.link(neg, 0, cond, "negative")
     g.link(ckpt, 2, cond, "vae")
     g.link(img, 0, cond, "image")
-    s = sampler_node(g, (1300, 0), (inj, 0), cond, cfg_rescale=0.0)
-    video_tail(g, s, (ckpt, 2), "public_weights", 1660)
-    g.add("Note", (1300, 420), {"text": note([
+    s = sampler_node(g, (900, 330), (inj, 0), cond, cfg_rescale=0.0)
+    video_tail(g, s, (ckpt, 2), "public_weights", 1300)
+    g.add("Note", (460, 610), {"text": note([
         "Public weights: PIA (Personalized Image Animator) loaded through AtomoVideo Loader, an IP-Adapter "
         "through AtomoVideo CLIP Vision Injection. PIA is an eps model: the loader switches to its linear beta "
         "schedule ('from weights'); CFG rescale is off. 'pia_motion' picks the paper's motion preset.",
@@ -351,14 +358,14 @@ def build_public_weights(classes: dict) -> dict:
         "",
         "AnimateDiff motion modules (mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, AnimateLCM) from the same folder load "
         "through the same loader.",
-    ])}, title="Read me: models", width=560)
+    ])}, title="Read me: models", width=380)
     return g.workflow()
 
 
 def build_lora_controlnet(classes: dict) -> dict:
     g = Graph(classes)
     image_to_video_graph(g, lora=True, controlnet=True, prefix="lora_controlnet")
-    g.add("Note", (1300, 420), {"text": note([
+    g.add("Note", (1300, 720), {"text": note([
         "Image-to-video with a LoRA (applied to the checkpoint before the temporal layers; it keeps working "
         "because AtomoVideo leaves the spatial weights alone) and a per-frame ControlNet: one Canny edge map per "
         "frame of the control video. The control video needs at least as many frames as 'frames' (extra frames "
@@ -371,7 +378,7 @@ def build_lora_controlnet(classes: dict) -> dict:
         f"- models/atomovideo/{ATOMO_WEIGHTS} (an AtomoVideo temporal-layer file; no public release)",
         f"- models/clip_vision/{CLIP_VISION}",
         f"- input/{INPUT_IMAGE} and input/{CONTROL_VIDEO} (upload your own)",
-    ])}, title="Read me: models", width=560)
+    ])}, title="Read me: models", width=360)
     return g.workflow()
 
 
@@ -379,12 +386,12 @@ def build_long_video(classes: dict) -> dict:
     g = Graph(classes)
     ckpt = g.add("CheckpointLoaderSimple", (0, 0), {"ckpt_name": CHECKPOINT}, width=400)
     pos, neg = text_encoders(g, (ckpt, 1), 0, 200)
-    img = g.add("LoadImage", (0, 660), {"image": INPUT_IMAGE}, title="Start image (frame 0)", width=400,
+    img = g.add("LoadImage", (0, 460), {"image": INPUT_IMAGE}, title="Start image (frame 0)", width=400,
                 height=IMAGE_NODE_HEIGHT)
     loader = g.add("AtomoVideoLoader", (460, 0), {"weights": ATOMO_WEIGHTS}, width=380)
     g.link(ckpt, 0, loader, "model")
-    cvl = g.add("CLIPVisionLoader", (460, 240), {"clip_name": CLIP_VISION}, width=380)
-    inj = g.add("AtomoVideoCLIPVisionInject", (460, 360), {"projection": "from AtomoVideo weights"}, width=380)
+    cvl = g.add("CLIPVisionLoader", (460, 220), {"clip_name": CLIP_VISION}, width=380)
+    inj = g.add("AtomoVideoCLIPVisionInject", (460, 350), {"projection": "from AtomoVideo weights"}, width=380)
     g.link(loader, 0, inj, "model")
     g.link(cvl, 0, inj, "clip_vision")
     g.link(img, 0, inj, "image")
@@ -398,8 +405,8 @@ def build_long_video(classes: dict) -> dict:
     g.link(ckpt, 2, long, "vae")
     g.link(img, 0, long, "image")
     g.link(img, 0, long, "reference")
-    video_tail(g, None, None, "long_video", 1340, images_src=(long, 0))
-    g.add("Note", (1340, 420), {"text": note([
+    video_tail(g, None, None, "long_video", 1320, images_src=(long, 0))
+    g.add("Note", (460, 610), {"text": note([
         "AtomoVideo long video by frame continuation: 48 frames in segments of 16; each segment after the first "
         "is given the previous segment's last 4 frames (image latent + mask) and continues them. Drift control "
         "keeps colour and brightness on the start image (reference). One run, one progress bar over all segments.",
@@ -412,34 +419,34 @@ def build_long_video(classes: dict) -> dict:
         "",
         "segment_frames must not exceed the frames the weights support (usually 16). To continue an existing "
         "video, connect it to 'given_video' (e.g. Load Video -> Get Video Components).",
-    ])}, title="Read me: models", width=560)
+    ])}, title="Read me: models", width=380)
     return g.workflow()
 
 
 def build_demo(classes: dict) -> dict:
     g = Graph(classes)
     img = g.add("LoadImage", (0, 0), {"image": DEMO_IMAGE}, title="Input image (first frame)", width=400,
-                height=IMAGE_NODE_HEIGHT)
-    demo = g.add("AtomoVideoDemoModel", (0, 500), width=400)
-    loader = g.add("AtomoVideoLoader", (460, 500), {"weights": DEMO_WEIGHTS}, width=380)
+                height=320)
+    demo = g.add("AtomoVideoDemoModel", (0, 380), width=400)
+    loader = g.add("AtomoVideoLoader", (0, 590), {"weights": DEMO_WEIGHTS}, width=400)
     g.link(demo, "MODEL", loader, "model")
     cond = g.add("AtomoVideoImageConditioning", (460, 0), {
         "frames": DEMO_FRAMES, "width": DEMO_SIZE, "height": DEMO_SIZE, "frame_indices": "0",
-        "resize_mode": "crop"}, width=360)
+        "resize_mode": "crop"}, width=380)
     g.link(demo, "positive", cond, "positive")
     g.link(demo, "negative", cond, "negative")
     g.link(demo, "VAE", cond, "vae")
     g.link(img, 0, cond, "image")
-    s = g.add("AtomoVideoSampler", (900, 0), {"seed": 0, "steps": DEMO_STEPS, "cfg": 1.0, "cfg_rescale": 0.0,
-                                              "sampler_name": "ddim", "scheduler": "trailing", "denoise": 1.0},
-              title="Image to video", control="fixed")
+    s = g.add("AtomoVideoSampler", (460, 330), {"seed": 0, "steps": DEMO_STEPS, "cfg": 1.0, "cfg_rescale": 0.0,
+                                                "sampler_name": "ddim", "scheduler": "trailing", "denoise": 1.0},
+              title="Image to video", width=380, control="fixed")
     g.link(loader, 0, s, "model")
     g.link(cond, "positive", s, "positive")
     g.link(cond, "negative", s, "negative")
     g.link(cond, "latent", s, "latent")
-    video_tail(g, s, (demo, 1), "demo_image_to_video", 1260)
+    video_tail(g, s, (demo, 1), "demo_image_to_video", 1320, save_width=300)
     total = DEMO_FRAMES + (DEMO_SEGMENTS - 1) * (DEMO_FRAMES - DEMO_CONTEXT)
-    long = g.add("AtomoVideoLongVideo", (900, 500), {
+    long = g.add("AtomoVideoLongVideo", (900, 0), {
         "width": DEMO_SIZE, "height": DEMO_SIZE, "total_frames": total, "segment_frames": DEMO_FRAMES,
         "context_frames": DEMO_CONTEXT, "seed": 0, "steps": DEMO_STEPS, "cfg": 1.0, "cfg_rescale": 0.0,
         "sampler_name": "ddim", "scheduler": "trailing", "pin_context": True, "drift_strength": 1.0},
@@ -450,21 +457,22 @@ def build_demo(classes: dict) -> dict:
     g.link(demo, "VAE", long, "vae")
     g.link(img, 0, long, "image")
     g.link(img, 0, long, "reference")
-    video_tail(g, None, None, "demo_long_video", 1340, 500, images_src=(long, 0))
-    g.add("Note", (0, 700), {"text": note([
+    # the continuation's saves: Create Video below the image-to-video one, the save nodes in a column of their own
+    webp = g.add("SaveAnimatedWEBP", (1920, 0), {"filename_prefix": "AtomoVideo/demo_long_video", "fps": 8.0,
+                                                "lossless": False, "quality": 90, "method": "default"}, width=300)
+    g.link(long, 0, webp, "images")
+    cv = g.add("CreateVideo", (1320, 320), {"fps": 8.0}, width=220)
+    g.link(long, 0, cv, "images")
+    sv = g.add("SaveVideo", (1920, 542), {"filename_prefix": "video/AtomoVideo_demo_long_video", "format": "mp4",
+                                          "codec": "h264"}, width=300)
+    g.link(cv, 0, sv, "video")
+    g.add("Note", (0, 810), {"text": note([
         "AtomoVideo demo: everything ships with the pack, nothing to download. AtomoVideo Demo Model gives a small "
-        "base image model, its VAE and empty conditioning (the demo model is unconditional: CFG 1); the rest is "
-        "the pack's ordinary nodes.",
-        f"Top: image-to-video, {DEMO_FRAMES} frames of {DEMO_SIZE}x{DEMO_SIZE}. Bottom: a {DEMO_SEGMENTS}-segment "
-        f"continuation of the same picture ({total} frames, each segment continues the last {DEMO_CONTEXT} "
-        "frames of the one before, drift control on).",
-        "",
-        "Files (in the pack):",
-        f"- {DEMO_WEIGHTS}: listed by AtomoVideo Loader from the pack's atomo_demo/weights/atomovideo/",
-        f"- input/{DEMO_IMAGE}: copy atomo_demo/assets/{DEMO_IMAGE} from the pack into ComfyUI/input/ (or upload "
-        "a 64x64 picture)",
-        "",
-        "The same workflow runs headless: python -m atomo_demo run (from the pack's folder; see README).",
+        "unconditional base model (keep CFG 1), its VAE and empty conditioning; the rest is the ordinary nodes.",
+        f"Image to video: {DEMO_FRAMES} frames of {DEMO_SIZE}x{DEMO_SIZE}. Continuation: {DEMO_SEGMENTS} "
+        f"segments, {total} frames, each continuing the last {DEMO_CONTEXT} frames of the one before.",
+        f"Input: copy atomo_demo/assets/{DEMO_IMAGE} from the pack into ComfyUI/input/.",
+        "Headless: python -m atomo_demo run (README).",
     ])}, title="Read me: models", width=400)
     return g.workflow()
 

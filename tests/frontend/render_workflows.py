@@ -18,7 +18,15 @@ text chunk, so the picture can be dragged into ComfyUI like any ComfyUI PNG) and
 file (`atomovideo_workflow_sha256`), which `test_frontend_workflows.py` compares with the committed workflow so
 the README pictures cannot go stale.
 
-    python3 tests/frontend/render_workflows.py --comfyui /path/to/ComfyUI --out docs/workflows
+It also reports, for the layout checks (`tests/workflow_layout.py`), every node's rectangle as the frontend sized
+it, the view it opened the workflow with and the page's bars, and the rectangles after a simulated run (the
+server's "executed" messages and live previews dispatched as the websocket client dispatches them). After the
+workflows it opens the template browser on the pack's category (cards, pictures, texts), queues `image_to_video`
+with a missing and an unreadable weights file through POST /prompt, and runs the `demo` workflow with the
+frontend's Run on the server (started with `--preview-method auto`), as the README's quick start does.
+`--thumbnails` also writes the template pictures `workflows/<name>.jpg` (`template_cards.py` has their texts).
+
+    python3 tests/frontend/render_workflows.py --comfyui /path/to/ComfyUI --out docs/workflows --thumbnails
 
 Exit status 1 when any workflow reports an error; `--report FILE` writes the findings as JSON.
 """
@@ -44,7 +52,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
 PACK_DIR_NAME = "ComfyUI-AtomoVideo"
-VIEW_W, VIEW_H = 1920, 1200
+VIEW_W, VIEW_H = 1920, 1080
 SHA_KEY = "atomovideo_workflow_sha256"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -106,6 +114,7 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
     for d in ("input", "output", "temp", "user/default"):
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "user/default/comfy.settings.json").write_text(json.dumps(SETTINGS))
+    write_preview_outputs(base)
     for wf_path in workflows:
         wf = json.loads(wf_path.read_text(encoding="utf-8"))
         for node in wf["nodes"]:
@@ -113,6 +122,8 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
             t = node["type"]
             folders = (FILE_WIDGETS[t],) if t in FILE_WIDGETS else PACK_FILE_WIDGETS.get(t, ())
             for v in values:
+                if t == "AtomoVideoLoader" and (REPO / "atomo_demo" / "weights" / "atomovideo" / str(v)).is_file():
+                    continue  # the demo's own file, found in the pack: a placeholder would shadow it
                 if isinstance(v, str) and v.endswith((".safetensors", ".ckpt", ".pth", ".bin", ".pt")):
                     for folder in folders[:1]:
                         (base / folder).mkdir(parents=True, exist_ok=True)
@@ -136,11 +147,27 @@ def prepare_base(base: Path, comfyui: Path, workflows: list[Path]) -> None:
                 write_test_video(base / "input" / values[0])
 
 
+def write_preview_outputs(base: Path) -> None:
+    """The files the "executed" messages of RUN_JS name: a 4-frame animated webp, an mp4 and a png, 512 px."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (512, 512), (40 * i, 120, 200 - 40 * i)) for i in range(4)]
+    (base / "output" / "AtomoVideo").mkdir(parents=True, exist_ok=True)
+    frames[0].save(base / "output" / "AtomoVideo" / "preview.webp", save_all=True, append_images=frames[1:],
+                   duration=125, loop=0)
+    (base / "output" / "video").mkdir(parents=True, exist_ok=True)
+    write_test_video(base / "output" / "video" / "preview.mp4", size=512)
+    frames[0].save(base / "output" / "AtomoVideo" / "preview.png")  # (ComfyUI empties temp/ when it starts)
+
+
 def start_server(comfyui: Path, base: Path, port: int, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "w")
     cmd = [sys.executable, str(comfyui / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--disable-api-nodes", "--base-directory", str(base), "--disable-auto-launch"]
-    return subprocess.Popen(cmd, cwd=str(comfyui), stdout=log, stderr=subprocess.STDOUT)
+           "--disable-api-nodes", "--base-directory", str(base), "--disable-auto-launch", "--preview-method", "auto"]
+    # one torch thread, as `python -m atomo_demo run` uses: the demo's tensors are tiny, and the server shares the
+    # CPU with Chromium
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.Popen(cmd, cwd=str(comfyui), stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 async def wait_http(session: aiohttp.ClientSession, url: str, timeout: float, proc=None) -> None:
@@ -251,7 +278,98 @@ CHECK_JS = r"""
   const dialogs = [...document.querySelectorAll('.p-dialog, [role=dialog]')]
     .filter(d => d.offsetParent !== null).map(d => d.innerText.trim().slice(0, 300));
   for (const d of dialogs) errors.push(`dialog: ${d}`);
-  return {errors, nodes: nodes.length, links: links.length};
+  // node rectangles as the frontend sized them, the view it opened the workflow with, and the page's own bars
+  const rects = nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}));
+  const ds = {scale: app.canvas.ds.scale, offset: [app.canvas.ds.offset[0], app.canvas.ds.offset[1]]};
+  const bars = {};
+  for (const sel of ['.comfyui-body-top', '.comfyui-body-left', '.comfyui-body-bottom', '.comfyui-body-right',
+                     '.side-tool-bar-container', '.comfyui-menu', '.workflow-tabs-container']) {
+    for (const el of document.querySelectorAll(sel)) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) (bars[sel] ??= []).push([r.left, r.top, r.right, r.bottom]);
+    }
+  }
+  const canvas = app.canvas.canvas.getBoundingClientRect();
+  return {errors, nodes: nodes.length, links: links.length, rects, ds, bars,
+          canvas: [canvas.left, canvas.top, canvas.right, canvas.bottom],
+          title_height: LiteGraph.NODE_TITLE_HEIGHT};
+})
+"""
+
+# What the frontend shows after a run, without running the models: the server's "executed" messages for the save
+# and preview nodes (files written by `write_preview_outputs`) and a live latent preview on every sampling node,
+# dispatched the way the websocket client dispatches them. Returns the node rectangles after the nodes resized.
+PREVIEW_NODES = {"SaveAnimatedWEBP": {"images": [{"filename": "preview.webp", "subfolder": "AtomoVideo",
+                                                  "type": "output"}], "animated": [True]},
+                 "SaveVideo": {"images": [{"filename": "preview.mp4", "subfolder": "video", "type": "output"}],
+                               "animated": [True]},
+                 "PreviewImage": {"images": [{"filename": "preview.png", "subfolder": "AtomoVideo", "type": "output"}]}}
+LIVE_PREVIEW_NODES = ("AtomoVideoSampler", "AtomoVideoLongVideo", "KSampler")
+RUN_JS = r"""
+(async (outputs, live) => {
+  const api = window.comfyAPI?.api?.api ?? app.api;
+  const g = app.graph;
+  const nodes = g._nodes ?? g.nodes;
+  const blob = await (await fetch(api.apiURL('/view?filename=preview.png&type=output&subfolder=AtomoVideo'))).blob();
+  for (const n of nodes) {
+    const id = String(n.id);
+    if (n.type in outputs)
+      api.dispatchCustomEvent('executed', {node: id, display_node: id, output: outputs[n.type], prompt_id: 'preview'});
+    if (live.includes(n.type))
+      api.dispatchCustomEvent('b_preview_with_metadata', {blob, nodeId: id, displayNodeId: id, parentNodeId: id,
+                                                           realNodeId: id, promptId: 'preview'});
+  }
+  app.canvas.setDirty(true, true);
+  app.canvas.draw(true, true);
+  await new Promise(r => setTimeout(r, 2500));
+  app.canvas.draw(true, true);
+  return nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}));
+})
+"""
+
+# The README's quick start in the UI: the demo workflow queued with the frontend's own Run (app.queuePrompt) on the
+# server started with --preview-method auto; waits for the run to end and reports the live previews and node sizes.
+RUN_DEMO_JS = r"""
+(async (wf) => {
+  const api = window.comfyAPI?.api?.api ?? app.api;
+  await app.loadGraphData(structuredClone(wf), true, true, 'demo.json');
+  const previews = new Set();
+  let done = false, error = null, blobs = 0;
+  api.addEventListener('b_preview_with_metadata', e => previews.add(String(e.detail.displayNodeId)));
+  api.addEventListener('b_preview', () => { blobs += 1; });
+  api.addEventListener('execution_success', () => { done = true; });
+  api.addEventListener('execution_error', e => { error = e.detail.exception_message; done = true; });
+  const t0 = Date.now();
+  await app.queuePrompt(0);
+  while (!done && Date.now() - t0 < 420000) await new Promise(r => setTimeout(r, 500));
+  await new Promise(r => setTimeout(r, 2000));
+  app.canvas.draw(true, true);
+  const nodes = app.graph._nodes ?? app.graph.nodes;
+  return {done, error, previews: [...previews], preview_blobs: blobs, seconds: (Date.now() - t0) / 1000,
+          rects: nodes.map(n => ({id: n.id, type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0], h: n.size[1]}))};
+})
+"""
+
+# The template browser (Workflow > Browse Templates) on the pack's category: each card's picture and texts.
+TEMPLATES_JS = r"""
+(async (pack, names) => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  await app.extensionManager.command.execute('Comfy.BrowseTemplates');
+  await sleep(2500);
+  const leaves = [...document.querySelectorAll('[role=dialog] *')]
+    .filter(e => e.children.length === 0 && e.textContent.trim() === pack);
+  if (!leaves.length) return {error: `no '${pack}' category in the template browser`, cards: []};
+  (leaves[0].closest('li,button,a,[role=option],[role=button]') ?? leaves[0]).click();
+  await sleep(3000);
+  const cards = names.map(name => {
+    const card = document.querySelector(`[data-testid="template-workflow-${name}"]`);
+    if (!card) return {name, found: false};
+    const img = card.querySelector('img');
+    return {name, found: true, src: img?.getAttribute('src'), width: img?.naturalWidth ?? 0,
+            height: img?.naturalHeight ?? 0, title: card.querySelector('h3')?.textContent?.trim(),
+            description: card.querySelector('p')?.textContent?.trim()};
+  });
+  return {cards};
 })
 """
 
@@ -281,7 +399,9 @@ FIT_JS = r"""
 
 
 async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool = False, log=print,
-              extra_files: list[Path] = ()) -> dict:
+              extra_files: list[Path] = (), with_previews: bool = True, after_run_dir: Path | None = None,
+              thumbnails: bool = False, with_templates: bool = True, queue_checks: bool = True,
+              run_demo: bool = True) -> dict:
     """Checks (and screenshots) the shipped workflows, then `extra_files` (other workflow files, e.g. broken
     copies a test expects errors from; keyed by file stem in the report)."""
     chromium = find_chromium()
@@ -350,9 +470,62 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
                         path = out_dir / f"{f.stem}.png"
                         save_png(base64.b64decode(shot["data"]), path, f)
                         result["screenshot"] = str(path)
+                    if thumbnails and f.parent == WORKFLOWS:
+                        save_thumbnail(base64.b64decode(shot["data"]), WORKFLOWS / f"{f.stem}.jpg", f)
+                    if with_previews:
+                        result["rects_after_run"] = await cdp.evaluate(
+                            f"{RUN_JS}({json.dumps(PREVIEW_NODES)}, {json.dumps(LIVE_PREVIEW_NODES)})")
+                        result["errors"] += cdp.take_errors()
+                        if after_run_dir is not None:  # what the graph looks like with the previews
+                            await cdp.evaluate(FIT_JS)
+                            await asyncio.sleep(0.5)
+                            shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                            after_run_dir.mkdir(parents=True, exist_ok=True)
+                            (after_run_dir / f"{f.stem}.png").write_bytes(base64.b64decode(shot["data"]))
                     report["workflows"][f.stem] = result
                     log(f"{f.stem}: {result['nodes']} nodes, {result['links']} links, "
                         f"{len(result['errors'])} errors" + "".join(f"\n  - {e}" for e in result["errors"]))
+                if with_templates:
+                    stems = [f.stem for f in workflow_files(names)]
+                    report["template_browser"] = await cdp.evaluate(
+                        f"{TEMPLATES_JS}({json.dumps(PACK_DIR_NAME)}, {json.dumps(stems)})")
+                    report["template_browser"]["errors"] = cdp.take_errors()
+                    if out_dir is not None:
+                        shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                        path = out_dir / "template_browser.png"
+                        from PIL import Image
+
+                        im = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+                        im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                            path, optimize=True)
+                        report["template_browser"]["screenshot"] = str(path)
+                    await cdp.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Escape", "code": "Escape",
+                                                              "windowsVirtualKeyCode": 27})
+                    await cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Escape", "code": "Escape",
+                                                              "windowsVirtualKeyCode": 27})
+                    await asyncio.sleep(1.0)
+                    report["template_browser"]["closed"] = await cdp.evaluate(
+                        "![...document.querySelectorAll('[role=dialog]')].some(d => d.offsetParent !== null)")
+                if queue_checks:
+                    report["queue_checks"] = await queue_missing_file(cdp, http, url)
+                if run_demo:
+                    wf = json.loads((WORKFLOWS / "demo.json").read_text(encoding="utf-8"))
+                    demo = await cdp.evaluate(f"{RUN_DEMO_JS}({json.dumps(wf)})", timeout=450)
+                    demo["errors"] = cdp.take_errors()
+                    demo["outputs"] = sorted(p.relative_to(base / "output").as_posix()
+                                             for p in (base / "output").rglob("*demo_*") if p.is_file())
+                    if out_dir is not None:
+                        await cdp.evaluate(FIT_JS)
+                        await asyncio.sleep(1.0)
+                        shot = await cdp.send("Page.captureScreenshot", {"format": "png"})
+                        from PIL import Image
+
+                        im = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+                        path = out_dir / "demo_after_run.png"
+                        im.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+                            path, optimize=True)
+                        demo["screenshot"] = str(path)
+                    report["demo_run"] = demo
                 cdp.reader.cancel()
     finally:
         if browser is not None:
@@ -373,6 +546,67 @@ async def run(comfyui: Path, out_dir: Path | None, names=None, keep_base: bool =
     return report
 
 
+THUMB = 512               # template thumbnails are square: the frontend shows them in a square box
+THUMB_CAPTION = 150       # height of the caption band above the graph
+
+
+def save_thumbnail(data: bytes, path: Path, workflow_file: Path) -> None:
+    """`workflows/<name>.jpg`, the template browser's picture: the card's title, description and badge
+    (`template_cards.CARDS`) above the graph as the frontend drew it; the workflow file's SHA-256 in the JPEG
+    comment, so the picture cannot go stale unnoticed."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from template_cards import CARDS, START_HERE
+
+    title, description, badge = CARDS[workflow_file.stem]
+    shot = Image.open(io.BytesIO(data)).convert("RGB").crop((64, 40, VIEW_W, VIEW_H))  # the canvas only
+    shot.thumbnail((THUMB, THUMB - THUMB_CAPTION), Image.Resampling.LANCZOS)
+    im = Image.new("RGB", (THUMB, THUMB), (32, 32, 32))
+    im.paste(shot, ((THUMB - shot.width) // 2, THUMB_CAPTION + (THUMB - THUMB_CAPTION - shot.height) // 2))
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default  # Pillow's bundled font: the same picture on every machine
+    colour = (255, 200, 60) if badge == START_HERE else (140, 200, 255)
+    draw.rounded_rectangle((14, 12, 14 + draw.textlength(badge, font=font(17)) + 16, 40), 6, fill=colour)
+    draw.text((22, 15), badge, font=font(17), fill=(20, 20, 20))
+    draw.text((16, 48), title, font=font(30), fill=(255, 255, 255))
+    words, lines = description.split(), [""]
+    for w in words:
+        if draw.textlength((lines[-1] + " " + w).strip(), font=font(18)) > THUMB - 32:
+            lines.append("")
+        lines[-1] = (lines[-1] + " " + w).strip()
+    for i, line in enumerate(lines[:3]):
+        draw.text((16, 86 + 21 * i), line, font=font(18), fill=(210, 210, 210))
+    im.save(path, "JPEG", quality=85, optimize=True, comment=f"{SHA_KEY}={sha256(workflow_file)}".encode())
+
+
+def thumbnail_sha(path: Path) -> str | None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        comment = im.info.get("comment", b"").decode()
+    return comment.split("=", 1)[1] if comment.startswith(SHA_KEY + "=") else None
+
+
+async def queue_missing_file(cdp: CDP, http, url: str) -> dict:
+    """Queues `image_to_video` as the frontend would (its own graphToPrompt) through POST /prompt: once with a
+    weights file that is not there, once with the placeholder (an empty file). Both must be refused at validation."""
+    wf = json.loads((WORKFLOWS / "image_to_video.json").read_text(encoding="utf-8"))
+    await cdp.evaluate(f"app.loadGraphData({json.dumps(wf)}, true, true, 'image_to_video.json')")
+    prompt = await cdp.evaluate("(async () => (await app.graphToPrompt()).output)()")
+    loader = next(k for k, v in prompt.items() if v["class_type"] == "AtomoVideoLoader")
+    out = {"loader": loader}
+    for case, weights in (("missing", "missing_atomovideo.safetensors"), ("empty_file", None)):
+        p = json.loads(json.dumps(prompt))
+        if weights:
+            p[loader]["inputs"]["weights"] = weights
+        start = time.monotonic()
+        async with http.post(f"{url}/prompt", json={"prompt": p, "client_id": "render_workflows"}) as r:
+            out[case] = {"status": r.status, "seconds": time.monotonic() - start, "body": await r.json()}
+    async with http.get(f"{url}/history") as r:
+        out["history"] = await r.json()
+    return out
+
+
 def save_png(data: bytes, path: Path, workflow_file: Path) -> None:
     """A small palette PNG with the workflow and its file's SHA-256 embedded."""
     from PIL import Image, PngImagePlugin
@@ -391,6 +625,8 @@ def main(argv=None) -> int:
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI checkout (COMFYUI_PATH)")
     ap.add_argument("--out", default=None, help="folder for the screenshots (e.g. docs/workflows)")
     ap.add_argument("--report", default=None, help="write the findings as JSON here")
+    ap.add_argument("--thumbnails", action="store_true", help="also write the template thumbnails workflows/*.jpg")
+    ap.add_argument("--after-run-out", default=None, help="also save screenshots with simulated run previews here")
     ap.add_argument("--keep-base", action="store_true", help="keep the server's temporary base directory")
     ap.add_argument("names", nargs="*", help="workflow names (default: all)")
     args = ap.parse_args(argv)
@@ -398,7 +634,8 @@ def main(argv=None) -> int:
         print("no ComfyUI: pass --comfyui or set COMFYUI_PATH", file=sys.stderr)
         return 2
     report = asyncio.run(run(Path(args.comfyui), Path(args.out) if args.out else None, args.names,
-                             args.keep_base))
+                             args.keep_base, after_run_dir=Path(args.after_run_out) if args.after_run_out else None,
+                             thumbnails=args.thumbnails))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     if report["boot_errors"]:
