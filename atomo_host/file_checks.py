@@ -89,8 +89,10 @@ def temporal_weights(node: str, name, folders: tuple[str, ...], field: str = "we
     except AtomoVideoError as e:
         return _message(node, field, f"'{name}' ({path}) is not a temporal-layer file this pack loads: "
                                      f"{e.message}. Accepted: {ACCEPTED}.")
-    except Exception as e:  # safetensors' own errors for a damaged header
-        return _message(node, field, f"'{name}' ({path}) is not a readable safetensors file ({e}).")
+    except Exception:  # safetensors' own errors for a damaged header; the same words as the loader's reader
+        return _message(node, field, f"'{name}' ({path}) is not a readable safetensors file (its header is cut "
+                                     "short or damaged, e.g. by an interrupted download): download it again from "
+                                     "its source.")
     return True
 
 

@@ -254,7 +254,7 @@ def long_video(image=None, given_video=None, reference=None, **values):
         inputs = {"model": ["2", 0], "positive": ["1", 2], "negative": ["1", 3], "vae": ["1", 1], "width": 64,
                   "height": 64, "total_frames": 6, "segment_frames": 4, "context_frames": 2, "seed": 0, "steps": 1,
                   "cfg": 1.0, "cfg_rescale": 0.0, "sampler_name": "ddim", "scheduler": "trailing",
-                  "pin_context": True, "drift_strength": 0.0, "drift_target": "both", **values}
+                  "pin_context": True, "drift_strength": 0.0, "drift_target": "context and output", **values}
         for name, which in (("image", image), ("given_video", given_video), ("reference", reference)):
             if which == "nan":
                 inputs[name] = nan_image(p, frames=1 if name == "image" else 4, patch=name == "image")
@@ -389,15 +389,31 @@ def test_there_are_at_least_forty_cases_covering_every_node_with_inputs(comfy):
     assert pack_nodes - nodes == {"AtomoVideoDemoModel"}  # its one input is a combo of bundled files
 
 
+def queue_time_message(errors, case) -> str:
+    """The pack's message from a prompt refused at validation; fails unless the pack's validate_inputs refused it."""
+    assert {node["class_type"] for node in errors[3].values()} == {case.node}, errors
+    node_errors = [e for node in errors[3].values() for e in node["errors"]]
+    assert node_errors and all(e["type"] == "custom_validation_failed" for e in node_errors), \
+        f"refused at validation, not by the pack: {errors}"
+    assert case.input in QUEUE_TIME_INPUTS.get(case.node, ()), f"'{case.id}' refused when queued: {errors}"
+    return node_errors[0]["details"].split(" - ", 1)[1]
+
+
+# inputs the pack checks when the prompt is queued (atomo_host/file_checks.py); the rest are checked when run
+QUEUE_TIME_INPUTS = {"AtomoVideoLoader": ("weights",)}
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_input_is_refused_by_the_node_naming_input_and_remedy(comfy, files, baseline, case):
     prompt = plain_prompt(files["good"])
     case.mutate(prompt, files)
     ex, errors = comfy.run(copy.deepcopy(prompt), expect_failure=True)
-    assert ex is not None, f"refused at validation, not by the pack: {errors}"
-    assert errors and errors[0]["node_type"] == case.node, errors
-    message = errors[0]["exception_message"].split("\n")[0]
-    assert errors[0]["exception_type"].endswith(("AtomoVideoError", "WeightFormatError")), errors[0]
+    if ex is None:  # refused when queued: only by the pack's own validate_inputs (file inputs), with its message
+        message = queue_time_message(errors, case)
+    else:
+        assert errors and errors[0]["node_type"] == case.node, errors
+        message = errors[0]["exception_message"].split("\n")[0]
+        assert errors[0]["exception_type"].endswith(("AtomoVideoError", "WeightFormatError")), errors[0]
     assert message.startswith(f"{case.node}, input '{case.input}': "), message
     assert re.search(case.says, message), f"{case.says!r} not in {message!r}"
     assert "Traceback" not in message and "weights_only=False" not in message
