@@ -1,6 +1,8 @@
 """The trainer's TOML sections, host-free: defaults, overrides and errors that name the key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from pack import module
 import pytest
 
@@ -162,3 +164,15 @@ def test_bad_toml_and_unreadable_config_say_what_to_do(tmp_path):
         load_config(toml)
     with pytest.raises(ConfigError, match=r"config key 'optim.lr': must be a finite number, got inf"):
         load_config(None, ['data.path="v"', 'model.checkpoint="b.safetensors"', "optim.lr=inf"])
+
+
+def test_missing_trainer_packages_are_named_with_the_install_line():
+    main = module("atomo_train.__main__")
+    present = {"tensorboard"}
+    message = main.missing_packages(lambda name: object() if name in present else None)
+    assert message.startswith("the trainer needs accelerate, which ComfyUI does not install")
+    assert "python -m pip install -r requirements-train.txt" in message
+    assert "accelerate and tensorboard" in main.missing_packages(lambda name: None)
+    assert main.missing_packages(lambda name: object()) is None
+    requirements = (Path(__file__).resolve().parents[1] / "requirements-train.txt").read_text()
+    assert all(f"\n{name}>=" in requirements for name in main.TRAINING_PACKAGES)
