@@ -6,7 +6,7 @@ and executes the shipped `workflows/demo.json` headless (`atomo_host.demo_run`),
 are modules of their own: `python -m atomo_demo.world`, `.train_vae`, `.train_base`.
 
 `claims` measures the AtomoVideo paper's claims on the demo model (`atomo_demo.claims`; `claims --help` for its
-options).
+options). `preview-colors` fits the live-preview colours of the demo VAE (`atomo_demo.preview_colors`).
 """
 import time
 
@@ -22,7 +22,7 @@ from atomo_train.host_boot import BootError, boot  # noqa: E402
 
 DEFAULT_OUT = os.path.join("output", "demo")
 # commands whose pack module parses its own arguments: main(argv), run after booting ComfyUI on the CPU
-COMMANDS = {"claims": "atomo_demo.claims"}
+COMMANDS = {"claims": "atomo_demo.claims", "preview-colors": "atomo_demo.preview_colors"}
 
 
 def parser() -> argparse.ArgumentParser:

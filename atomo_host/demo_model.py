@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+import comfy.latent_formats
 import comfy.sd
 
 from ..atomo_core.errors import AtomoVideoError
@@ -71,6 +72,28 @@ def check_bundled_files() -> None:
     bundled_file(VAE_FILE, None)
     bundled_file(ATOMOVIDEO_FILE, None, ATOMOVIDEO_DIR)
 
+# Latent2RGB preview colours of the demo VAE (`python -m atomo_demo preview-colors` prints them): rows are the 4
+# latent channels in the sampler's space, columns R, G, B; SD1.5's own rows would draw the demo's latents in false
+# colours.
+DEMO_LATENT_RGB = [
+    [0.0926, 0.3788, 0.5283],
+    [0.3701, -0.1709, -0.0373],
+    [0.4751, 0.3779, 0.0548],
+    [0.2130, -0.1515, 0.3385],
+]
+DEMO_LATENT_RGB_BIAS = [0.1373, 0.0466, -0.0339]
+
+
+class DemoLatentFormat(comfy.latent_formats.SD15):
+    """SD1.5's latent format (scale factor included) with the demo VAE's preview colours; no TAESD preview
+    decoder, since SD1.5's TAESD does not decode the demo's latents."""
+
+    def __init__(self):
+        super().__init__()
+        self.latent_rgb_factors = DEMO_LATENT_RGB
+        self.latent_rgb_factors_bias = DEMO_LATENT_RGB_BIAS
+        self.taesd_decoder_name = None
+
 
 def empty_conditioning(context_dim: int) -> list:
     """CONDITIONING of one zero context token: what the unconditional demo base was trained on."""
@@ -91,6 +114,7 @@ def load_demo(base: str = DEFAULT_BASE):
         model = small_base.load_small_base(bundled_file(base, "base"))
     except AtomoVideoError as e:
         raise AtomoVideoError("base", e.message) from e
+    model.model.latent_format = DemoLatentFormat()  # the pack's own model object, built just above
     context_dim = model.model.model_config.unet_config["context_dim"]
     vae = load_vae()
     return model, vae, empty_conditioning(context_dim), empty_conditioning(context_dim)

@@ -174,3 +174,37 @@ def test_demo_command_names_a_missing_bundled_file_before_running(comfy, demo, t
                                               r"atomo_train --config atomo_demo/configs/demo_video\.toml"):
         module("atomo_host.demo_run").run_demo(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_previews_use_colours_fitted_to_the_demo_vae(comfy, demo):
+    """`--preview-method auto` draws the sampler's estimate through the model's Latent2RGB factors; the demo's are
+    fitted to its VAE (SD1.5's give false colours: worse than a grey picture) and reproducible by the command."""
+    colors = module("atomo_demo.preview_colors")
+    import latent_preview
+    from comfy import latent_formats
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    model = comfy.call(NODE)[0]
+    fmt = model.model.latent_format
+    assert fmt.latent_rgb_factors == demo.DEMO_LATENT_RGB and fmt.taesd_decoder_name is None
+    assert fmt.scale_factor == latent_formats.SD15().scale_factor == 0.18215
+    assert latent_formats.SD15().latent_rgb_factors[0] == [0.3512, 0.2297, 0.3227]  # nothing global changed
+    old = args.preview_method
+    try:
+        args.preview_method = LatentPreviewMethod.Auto
+        previewer = latent_preview.get_previewer("cpu", fmt)
+    finally:
+        args.preview_method = old
+    assert isinstance(previewer, latent_preview.Latent2RGBPreviewer)
+    torch.testing.assert_close(previewer.latent_rgb_factors, torch.tensor(demo.DEMO_LATENT_RGB).T)
+
+    vae = demo.load_vae()
+    test = colors.pairs(vae, colors.frames("test", colors.EVAL_CLIPS))
+    shipped = colors.preview_rmse(demo.DEMO_LATENT_RGB, demo.DEMO_LATENT_RGB_BIAS, *test)
+    sd15 = colors.preview_rmse(latent_formats.SD15().latent_rgb_factors, None, *test)
+    grey = colors.preview_rmse([[0.0] * 3] * 4, None, *test)
+    assert shipped < 0.35 and shipped < 0.5 * sd15 and shipped < 0.75 * grey, (shipped, sd15, grey)
+    factors, bias = colors.fit(*colors.pairs(vae, colors.frames("train", colors.FIT_CLIPS)))
+    torch.testing.assert_close(torch.tensor(factors + [bias]), torch.tensor(demo.DEMO_LATENT_RGB +
+                                                                            [demo.DEMO_LATENT_RGB_BIAS]),
+                               atol=6e-4, rtol=0)
