@@ -46,6 +46,9 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(comfy, 
     assert results[1]["step"] == results[2]["step"] == 5
     one, two = results[1]["params"], results[2]["params"]
     assert one.keys() == two.keys()
-    assert max((one[k] - two[k]).abs().max().item() for k in one) <= 1e-6
+    # float32 rounding only: the all-reduce sums in another order, and Adam's normalised step (about lr = 1e-3 per
+    # element) carries that rounding into the weights (measured up to 1.01e-6 after 5 steps). A process stepping on
+    # its own half of the batch differs by a sizeable part of one step, about 1e-4 or more.
+    assert max((one[k] - two[k]).abs().max().item() for k in one) <= 1e-5
     assert max((one[k]).abs().max().item() for k in one if k.endswith("to_out.0.weight")) > 0  # it trained
     assert results[1]["losses"] == pytest.approx(results[2]["losses"], abs=1e-5)
