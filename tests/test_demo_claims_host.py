@@ -41,7 +41,7 @@ def test_first_frame_keeps_its_measured_fidelity(measured):
     assert ff["ssim"]["mean"] >= FRAME0_SSIM - 0.03 and ff["psnr"]["mean"] >= FRAME0_PSNR - 1.0, ff
 
 
-@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (README: claims table)")
+@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (docs/claims.md)")
 def test_first_frame_ssim_reaches_the_target(measured):
     assert measured["first_frame"]["ssim"]["mean"] >= 0.9
 
@@ -51,7 +51,7 @@ def test_frame_prediction_keeps_its_measured_quality(measured):
     assert fp["model"]["psnr"]["mean"] >= PRED_K2_PSNR - 1.0, fp["model"]
 
 
-@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (README: claims table)")
+@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (docs/claims.md)")
 def test_frame_prediction_beats_copy_last_frame(measured):
     for k in ("k2", "k3", "k4"):
         assert measured["frame_prediction_vae_space"][k]["model_minus_copy_last"]["psnr"]["ci_low"] > 0, k
@@ -63,7 +63,7 @@ def test_temporal_layers_keep_the_video_steadier_than_frame_by_frame(measured):
     assert measured["motion"]["generated_over_zeroed"] <= FLICKER_OVER_ZEROED + 0.1, measured["motion"]
 
 
-@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (README: claims table)")
+@pytest.mark.xfail(strict=True, reason="not met by the shipped demo model yet (docs/claims.md)")
 def test_generated_motion_within_a_factor_2_of_the_clips(measured):
     assert 0.5 <= measured["motion"]["generated_over_clips"] <= 2.0
 
