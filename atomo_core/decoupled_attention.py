@@ -133,6 +133,6 @@ class ImageKeyValues(nn.Module):
 
     def keys_values(self, site: int, cond_or_uncond, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, T, C] image keys and values of `site` (projected once per branch, then shared by the frames)."""
-        k, v = self.to_k_ip[site], self.to_v_ip[site]
-        return (tokens_for_batch(k(self.cond_tokens), k(self.uncond_tokens), cond_or_uncond, batch),
-                tokens_for_batch(v(self.cond_tokens), v(self.uncond_tokens), cond_or_uncond, batch))
+        (k_cond, v_cond), (k_uncond, v_uncond) = self.projected(site)
+        return (tokens_for_batch(k_cond, k_uncond, cond_or_uncond, batch),
+                tokens_for_batch(v_cond, v_uncond, cond_or_uncond, batch))

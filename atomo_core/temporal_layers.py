@@ -31,15 +31,6 @@ MAX_ATTENTION_BATCH = 32768
 INFERENCE_CHUNK_TOKENS = 1024
 
 
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, **_) -> torch.Tensor:
-    """Torch SDPA with the calling convention of ComfyUI's `optimized_attention`: (N, L, heads*d) in and out."""
-    n, length, inner = q.shape
-    d = inner // heads
-    q, k, v = (t.view(n, -1, heads, d).transpose(1, 2) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v)
-    return out.transpose(1, 2).reshape(n, length, inner)
-
-
 def short_sequence_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Attention over many short sequences (N, F, heads*d), F = frames: the temporal layers' default.
 

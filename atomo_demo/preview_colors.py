@@ -30,7 +30,7 @@ def frames(split: str, count: int) -> torch.Tensor:
 def pairs(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(latent pixels in the sampler's space [P, 4], target RGB in -1..1 [P, 3]) of IMAGEs through `vae`."""
     with torch.no_grad():
-        latent = comfy.latent_formats.SD15().process_in(vae.encode(images))  # [N, 4, h, w]
+        latent = demo_model.DemoLatentFormat().process_in(vae.encode(images))  # [N, 4, h, w]
     side = latent.shape[-1]
     target = torch.nn.functional.adaptive_avg_pool2d(images.movedim(-1, 1), side) * 2.0 - 1.0
     return latent.movedim(1, -1).reshape(-1, 4).double(), target.movedim(1, -1).reshape(-1, 3).double()

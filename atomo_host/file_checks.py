@@ -56,6 +56,12 @@ def not_found(node: str, field: str, name: str, folders: tuple[str, ...], hint: 
                                  + (f" {hint}" if hint else ""))
 
 
+def _unreadable(node: str, field: str, name: str, path: str) -> str:
+    """A damaged safetensors header, in the words of the loader's reader (`weight_files.read_file`)."""
+    return _message(node, field, f"'{name}' ({path}) is not a readable safetensors file (its header is cut short or "
+                                 "damaged, e.g. by an interrupted download): download it again from its source.")
+
+
 def header_tensors(path: str) -> tuple[dict, dict]:
     """(name -> empty tensor of the stored shape on the meta device, metadata) of a safetensors file: enough for
     format detection, which reads names and shapes only."""
@@ -89,10 +95,8 @@ def temporal_weights(node: str, name, folders: tuple[str, ...], field: str = "we
     except AtomoVideoError as e:
         return _message(node, field, f"'{name}' ({path}) is not a temporal-layer file this pack loads: "
                                      f"{e.message}. Accepted: {ACCEPTED}.")
-    except Exception:  # safetensors' own errors for a damaged header; the same words as the loader's reader
-        return _message(node, field, f"'{name}' ({path}) is not a readable safetensors file (its header is cut "
-                                     "short or damaged, e.g. by an interrupted download): download it again from "
-                                     "its source.")
+    except Exception:  # safetensors' own errors for a damaged header
+        return _unreadable(node, field, name, path)
     return True
 
 
@@ -112,8 +116,8 @@ def projection_file(node: str, name, folder: str, from_model: str, field: str = 
         return _message(node, field, f"{e.message} ({path}). Choose an IP-Adapter SD1.5 file (e.g. "
                                      "ip-adapter_sd15.safetensors from https://huggingface.co/h94/IP-Adapter) or "
                                      f"'{from_model}'.")
-    except Exception as e:
-        return _message(node, field, f"'{name}' ({path}) is not a readable safetensors file ({e}).")
+    except Exception:
+        return _unreadable(node, field, name, path)
     return True
 
 
@@ -133,8 +137,9 @@ def demo_files(node: str, base):
     """AtomoVideo Demo Model's `base` is one of the pack's demo bases, and the files it loads are in the pack."""
     from . import demo_model
 
-    if base is not None and base not in demo_model.bundled_bases():
-        return _message(node, "base", f"'{base}' is not one of the pack's demo bases {demo_model.bundled_bases()} "
+    bases = demo_model.bundled_bases()
+    if base is not None and base not in bases:
+        return _message(node, "base", f"'{base}' is not one of the pack's demo bases {bases} "
                                       f"(files in {demo_model.WEIGHTS_DIR}).")
     try:
         demo_model.bundled_file(base or demo_model.DEFAULT_BASE, "base")

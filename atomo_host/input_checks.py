@@ -17,11 +17,11 @@ from ..atomo_core.errors import AtomoVideoError
 NUMBER_INPUTS = (io.Float.Input, io.Int.Input)
 TENSOR_TYPES = ("IMAGE", "MASK", "LATENT", "CONDITIONING")
 _UPSTREAM = {
-    "IMAGE": "load or make the image again, or check the node that produced it (its settings or its inputs)",
-    "MASK": "make the mask again, or check the node that produced it",
-    "LATENT": "check the node that produced this latent (a sampler that diverged, a latent math node with a "
+    "IMAGE": "Load or make the image again, or check the node that produced it (its settings or its inputs)",
+    "MASK": "Make the mask again, or check the node that produced it",
+    "LATENT": "Check the node that produced this latent (a sampler that diverged, a latent math node with a "
               "non-finite factor) and make it again",
-    "CONDITIONING": "encode the prompt / conditioning again, or check the node that produced it",
+    "CONDITIONING": "Encode the prompt / conditioning again, or check the node that produced it",
 }
 
 
@@ -71,8 +71,7 @@ def check_finite_tensor(tensor, field: str, kind: str, what: str = "") -> None:
         shown = ", ".join(str(f) for f in frames[:8]) + (", ..." if len(frames) > 8 else "")
         where = f" (in batch item(s) {shown} of {tensor.shape[0]})"
     raise AtomoVideoError(field, f"the {kind}{what} holds {bad} NaN or infinite value(s) of {tensor.numel()}"
-                                 f"{where}; they would give a NaN video. {_UPSTREAM[kind][0].upper()}"
-                                 f"{_UPSTREAM[kind][1:]}.")
+                                 f"{where}; they would give a NaN video. {_UPSTREAM[kind]}.")
 
 
 def _cond_tensors(conditioning):

@@ -22,11 +22,12 @@ class AtomoNode(io.ComfyNode):
 
         @functools.wraps(run)
         def named(klass, *args, **inputs):
+            schema = klass.define_schema()
             try:
-                check_node_inputs(klass.define_schema(), inputs)
+                check_node_inputs(schema, inputs)
                 return run(klass, *args, **inputs)
             except AtomoVideoError as e:
-                raise e.at(klass.define_schema().node_id) from e.__cause__
+                raise e.at(schema.node_id) from e.__cause__
 
         named._names_node = True
         cls.execute = classmethod(named)
