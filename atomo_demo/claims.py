@@ -16,7 +16,7 @@ loader's `video_model`, `condition_video` + `sample_run` as AtomoVideo Image Con
    with its temporal layers' output projections zeroed (identity layers; the 9-channel input kept);
 4. long video: 4 chained segments, per-segment colour drift (CIELAB distance of the mean colour to the input)
    and sharpness (Laplacian variance), drift control off and on.
-Intervals are 95 % Student-t intervals over the test clips; `--clips` tightens them.
+Intervals are 95 % Student-t intervals over the clips; `--clips` tightens them.
 5. v vs eps (`atomo_demo.v_vs_eps`), when the eps model's files are given (`--eps-base`, `--eps-atomovideo`, and
    `--v-same-schedule`: the v model's file after the same steps): brightness error of frame 0 and of the clip.
 """
@@ -72,7 +72,8 @@ class EpsComparison:
 
 @dataclass(frozen=True)
 class ClaimsSettings:
-    clips: int = 8                 # held-out test clips (world split "test")
+    clips: int = 8                 # clips of the world split `split`
+    split: str = "test"            # held out; "train" asks how well the model learnt clips it was trained on
     steps: int = 10
     cfg: float = 1.0
     seed: int = 0                  # clip i samples with seed + i
@@ -305,13 +306,13 @@ def measure_v_vs_eps(files: DemoFiles, cmp: EpsComparison, s: ClaimsSettings, lo
 
 def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings(), log=print,
             eps: EpsComparison | None = None) -> tuple[dict, list]:
-    """(claims dict, per-clip raw results incl. videos) for `s.clips` held-out test clips; claim 5 with `eps`."""
+    """(claims dict, per-clip raw results incl. videos) for `s.clips` clips of `s.split`; claim 5 with `eps`."""
     start = time.perf_counter()
     demo = load_demo(files)
     clips = []
     try:
         with torch.no_grad():
-            for i, seed in enumerate(world.split_seeds("test", s.clips)):
+            for i, seed in enumerate(world.split_seeds(s.split, s.clips)):
                 t0 = time.perf_counter()
                 clips.append(measure_clip(demo, seed, s, s.seed + i))
                 log(f"claims: clip {i + 1}/{s.clips} (seed {seed}) measured in {time.perf_counter() - t0:.1f} s")
@@ -322,7 +323,7 @@ def measure(files: DemoFiles = DemoFiles(), s: ClaimsSettings = ClaimsSettings()
         res["v_vs_eps"] = measure_v_vs_eps(files, eps, s, log)
     res["settings"] = {**asdict(s), "given": list(s.given)}
     res["files"] = {k: str(v) for k, v in asdict(files).items()}
-    res["test_seeds"] = [c["seed"] for c in clips]
+    res["seeds"] = [c["seed"] for c in clips]
     res["seconds"] = time.perf_counter() - start
     return res, clips
 
@@ -366,9 +367,10 @@ def _v_vs_eps_rows(ve: dict) -> list[str]:
 
 
 def table(res: dict) -> str:
-    """The claims as text rows: mean [95 % interval] over the test clips."""
-    n = len(res["test_seeds"])
-    lines = [(f"AtomoVideo demo claims on {n} held-out test clips, {res['settings']['steps']} steps, "
+    """The claims as text rows: mean [95 % interval] over the clips."""
+    n, split = len(res["seeds"]), res["settings"].get("split", "test")
+    which = "held-out test clips" if split == "test" else f"clips of the world's {split} split"
+    lines = [(f"AtomoVideo demo claims on {n} {which}, {res['settings']['steps']} steps, "
               f"cfg {res['settings']['cfg']} (mean [95 % CI])"), ""]
     ff = res["first_frame"]
     lines += ["1. first-frame fidelity vs the VAE round trip of the input",
@@ -382,7 +384,7 @@ def table(res: dict) -> str:
     lines += _prediction_rows(res["frame_prediction_vae_space"], ("model", "copy_last", "linear"))
     mo = res["motion"]
     lines += ["", "3. motion: mean optical-flow magnitude, px per frame",
-              (f"   test clips {_fmt_ci(mo['clips'])}   generated {_fmt_ci(mo['generated'])}   "
+              (f"   the clips {_fmt_ci(mo['clips'])}   generated {_fmt_ci(mo['generated'])}   "
                f"temporal layers zeroed {_fmt_ci(mo['zeroed_temporal'])}"),
               (f"   generated / clips {_fmt_ratio(mo['generated_over_clips'])}   generated / zeroed "
                f"{_fmt_ratio(mo['generated_over_zeroed'])}"), ""]
@@ -419,7 +421,7 @@ def plot(res: dict) -> np.ndarray:
     mo = res["motion"]["per_pair"]
     pairs = list(range(1, window))
     plots._panel(d, 2 * plots.PANEL_H, "Motion: mean |flow| per frame pair",
-                 [("test clips", mo["clips"], pairs), ("generated", mo["generated"], pairs),
+                 [("the clips", mo["clips"], pairs), ("generated", mo["generated"], pairs),
                   ("temporal zeroed", mo["zeroed_temporal"], pairs)], ylabel="px", fixed=(0.0, 0.0),
                  n_frames=window)
     lv = res["long_video"]
@@ -448,11 +450,14 @@ def parser() -> argparse.ArgumentParser:
     d, f = ClaimsSettings(), DemoFiles()
     ap = argparse.ArgumentParser(prog="python -m atomo_demo claims", description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=d.clips,
-                    help=f"held-out test clips (default {d.clips}; more clips give tighter intervals, each costs "
+                    help=f"clips of --split (default {d.clips}; more clips give tighter intervals, each costs "
                          "about as much as the first)")
     ap.add_argument("--steps", type=int, default=d.steps, help=f"sampling steps (default {d.steps})")
     ap.add_argument("--cfg", type=float, default=d.cfg, help=f"CFG scale (default {d.cfg})")
     ap.add_argument("--seed", type=int, default=d.seed, help="sampling seed of the first clip")
+    ap.add_argument("--split", choices=world.SPLITS, default=d.split,
+                    help="the world's clips to measure on (default test: held out; train: the clips the model "
+                         "was trained on, which tells what the model can learn from what it generalises)")
     ap.add_argument("--out", default="output/claims", help="folder for claims.json and the plots")
     ap.add_argument("--base", default=str(f.base), help="small base UNet file")
     ap.add_argument("--vae", default=str(f.vae), help="VAE file")
@@ -482,7 +487,8 @@ def main(argv=None) -> int:
     eps = None if args.eps_base is None else EpsComparison(
         Path(args.eps_base), Path(args.eps_atomovideo), None if args.v_same_schedule is None else Path(args.v_same_schedule))
     try:
-        res, clips = measure(files, ClaimsSettings(clips=args.clips, steps=args.steps, cfg=args.cfg, seed=args.seed),
+        res, clips = measure(files, ClaimsSettings(clips=args.clips, split=args.split, steps=args.steps, cfg=args.cfg,
+                                                    seed=args.seed),
                              eps=eps)
     except FileNotFoundError as e:
         print(e, file=sys.stderr)

@@ -48,11 +48,11 @@ def same_schedule(a: dict, b: dict) -> bool:
 
 
 def measure_arm(demo, s, log=print) -> list[dict]:
-    """Per test clip: the brightness errors of one image-to-video sample (the claims' seeds and settings)."""
+    """Per clip of `s.split`: the brightness errors of one image-to-video sample (the claims' seeds and settings)."""
     from .claims import _decode, image_to_video
 
     rows = []
-    for i, seed in enumerate(world.split_seeds("test", s.clips)):
+    for i, seed in enumerate(world.split_seeds(s.split, s.clips)):
         clip, _ = world.make_clip(seed, frames=max(32, s.window), size=s.size)
         truth = clip[:s.window].astype(np.float32) / 255.0
         roundtrip = _decode(demo, demo.vae.encode(torch.from_numpy(truth)))

@@ -18,7 +18,7 @@ DEMO_UNET = module("atomo_demo.train_base", "DEMO_UNET")
 pytestmark = pytest.mark.host
 
 TOP_KEYS = {"first_frame", "frame_prediction", "frame_prediction_vae_space", "motion", "long_video", "v_vs_eps",
-            "settings", "files", "test_seeds", "seconds", "per_clip"}
+            "settings", "files", "seeds", "seconds", "per_clip"}
 CI_KEYS = {"mean", "ci_low", "ci_high", "n"}
 
 
@@ -55,7 +55,7 @@ def test_claims_command_writes_every_claim(comfy, demo_files, tmp_path, capsys):
     res = json.loads((tmp_path / "claims.json").read_text())
     assert set(res) == TOP_KEYS
     seeds = world.split_seeds("test", 2)
-    assert res["test_seeds"] == seeds
+    assert res["seeds"] == seeds and res["settings"]["split"] == "test"
     for m in ("psnr", "ssim"):
         assert set(res["first_frame"][m]) == CI_KEYS and res["first_frame"][m]["n"] == 2
     for key in ("k2", "k3", "k4"):
@@ -91,6 +91,21 @@ def test_claims_command_writes_every_claim(comfy, demo_files, tmp_path, capsys):
     assert res["v_vs_eps"]["measured"] is False
     assert Image.open(tmp_path / "claims.png").size == (512, 800)
     assert Image.open(tmp_path / "claims_videos.png").size == (16 * 64, 2 * 3 * 64)
+
+
+def test_split_train_measures_the_training_clips(comfy, demo_files, capsys):
+    """`--split train` scores the clips the model was trained on: their seeds, their copy-last baseline."""
+    claims = module("atomo_demo.claims")
+    res, _ = claims.measure(demo_files, claims.ClaimsSettings(clips=1, split="train", steps=1, given=(2,)),
+                            log=lambda *a: None)
+    seed = world.split_seeds("train", 1)[0]
+    assert res["seeds"] == [seed] and res["settings"]["split"] == "train"
+    assert seed not in world.split_seeds("test", 100)
+    truth = _truth(seed)
+    copy = np.mean([fidelity.psnr_from_mse(fidelity.mse(a, b))
+                    for a, b in zip(pred.copy_last(truth[:2], 12), truth[2:14])])
+    assert res["frame_prediction"]["k2"]["copy_last"]["psnr"]["mean"] == pytest.approx(copy, rel=1e-6)
+    assert "1 clips of the world's train split" in claims.table(res)
 
 
 def test_zeroed_temporal_arm_treats_every_frame_alone(comfy, demo_files):
