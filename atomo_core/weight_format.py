@@ -101,21 +101,33 @@ class AtomoVideoMetadata:
             if "channel_layout" in d:
                 d["channel_layout"] = tuple(d["channel_layout"])
             meta = cls(**d)
-            meta.validate()
-        except (TypeError, ValueError, IndexError, AttributeError) as e:
-            if isinstance(e, WeightFormatError) and ("update" in e.message or "use " in e.message):
-                raise  # already says what to do
+            meta.check_supported()
+        except WeightFormatError:
+            raise  # a file this pack cannot use: the message says what to do
+        except (TypeError, ValueError, IndexError, AttributeError):
+            raise WeightFormatError(f"a metadata field has the wrong type; {REMEDY}") from None
+        try:
+            meta.check_fields()
+        except (TypeError, ValueError, IndexError, AttributeError) as e:  # a damaged file
             detail = e.message if isinstance(e, WeightFormatError) else "a metadata field has the wrong type"
             raise WeightFormatError(f"{detail}; {REMEDY}") from None
         return meta
 
     def validate(self) -> None:
+        self.check_supported()
+        self.check_fields()
+
+    def check_supported(self) -> None:
+        """What this pack can use: its format version and base family (the messages say what to do)."""
         if self.format_version > FORMAT_VERSION:
             raise WeightFormatError(
                 f"format version {self.format_version}; this pack reads up to {FORMAT_VERSION}: update the pack")
         if self.base != "sd15":
             raise WeightFormatError(f"the file is for base family '{self.base}', but this pack supports 'sd15' only: "
                                     "use AtomoVideo weights made for SD1.5")
+
+    def check_fields(self) -> None:
+        """Every field holds one of its allowed values."""
         if self.prediction not in ("v", "eps"):
             raise WeightFormatError(f"prediction type '{self.prediction}'; expected 'v' or 'eps'")
         widths = [int(c.split(":")[1]) for c in self.channel_layout]

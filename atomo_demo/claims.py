@@ -360,7 +360,8 @@ def _v_vs_eps_rows(ve: dict) -> list[str]:
              f"(v {steps['v']} steps, eps {steps['eps']} steps: {same})"]
     for arm in ("v", "eps"):
         lines.append(f"   {arm:<4} frame 0 {_fmt_ci(ve[arm]['frame0'], '{:.2f}')}   clip "
-                     f"{_fmt_ci(ve[arm]['clip'], '{:.2f}')}   signed clip mean {_fmt_ci(ve[arm]['clip_signed'], '{:.2f}')}")
+                     f"{_fmt_ci(ve[arm]['clip'], '{:.2f}')}   signed clip mean "
+                     f"{_fmt_ci(ve[arm]['clip_signed'], '{:.2f}')}")
     lines.append(f"   eps - v  frame 0 {_fmt_ci(ve['eps_minus_v']['frame0'], '{:.2f}')}   clip "
                  f"{_fmt_ci(ve['eps_minus_v']['clip'], '{:.2f}')}")
     return lines
@@ -484,8 +485,8 @@ def main(argv=None) -> int:
         print("claims: --eps-base and --eps-atomovideo go together (the eps model's base and its AtomoVideo file)",
               file=sys.stderr)
         return 2
-    eps = None if args.eps_base is None else EpsComparison(
-        Path(args.eps_base), Path(args.eps_atomovideo), None if args.v_same_schedule is None else Path(args.v_same_schedule))
+    v_file = None if args.v_same_schedule is None else Path(args.v_same_schedule)
+    eps = None if args.eps_base is None else EpsComparison(Path(args.eps_base), Path(args.eps_atomovideo), v_file)
     try:
         res, clips = measure(files, ClaimsSettings(clips=args.clips, split=args.split, steps=args.steps, cfg=args.cfg,
                                                     seed=args.seed),

@@ -106,7 +106,7 @@ def _lr(cfg: Config, step: int) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def v_loss(unet, x0: torch.Tensor, g: torch.Generator, alphas_cumprod: torch.Tensor,
+def prediction_loss(unet, x0: torch.Tensor, g: torch.Generator, alphas_cumprod: torch.Tensor,
            prediction: str = "v") -> torch.Tensor:
     """Mean squared v (or eps) error at uniformly drawn timesteps (the trainer's objective on single frames)."""
     from ..atomo_core.noise_schedules import training_target
@@ -182,7 +182,7 @@ def _train(cfg: Config, build_model, save_base) -> dict:
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         idx = torch.randint(len(latents), (cfg.batch,), generator=g)
-        loss = v_loss(unet, latents[idx], g, ac, cfg.prediction)
+        loss = prediction_loss(unet, latents[idx], g, ac, cfg.prediction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -195,8 +195,8 @@ def _train(cfg: Config, build_model, save_base) -> dict:
         if done % cfg.log_every == 0 or done == end:
             dt = (time.perf_counter() - t_log) / len(run)
             history.append({"step": done, "loss": float(np.mean(run))})
-            print(f"step {done}/{cfg.steps} {cfg.prediction}-loss {np.mean(run):.4f} lr {_lr(cfg, step):.2e} {dt:.3f} s/step",
-                  flush=True)
+            print(f"step {done}/{cfg.steps} {cfg.prediction}-loss {np.mean(run):.4f} lr {_lr(cfg, step):.2e} "
+                  f"{dt:.3f} s/step", flush=True)
             t_log, run = time.perf_counter(), []
         if done % cfg.save_every == 0 or done == end:
             elapsed = seconds + time.perf_counter() - t0
@@ -213,7 +213,8 @@ def _train(cfg: Config, build_model, save_base) -> dict:
     eval_loss = _eval_loss(unet, ema, test, ac, cfg.seed, cfg.prediction)
     times["eval"] = _stage("eval", t0)
     result = {"step": end, "finished": end == cfg.steps, "train_seconds_all_runs": seconds,
-              "stage_seconds_this_run": times, f"test_{cfg.prediction}_loss_ema": eval_loss, "config": dataclasses.asdict(cfg)}
+              "stage_seconds_this_run": times, f"test_{cfg.prediction}_loss_ema": eval_loss,
+              "config": dataclasses.asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"test-split {cfg.prediction}-loss (EMA weights) {eval_loss:.4f}", flush=True)
     return result
@@ -236,7 +237,8 @@ def _eval_loss(unet, ema: dict, test: torch.Tensor, ac: torch.Tensor, seed: int,
     unet.load_state_dict(ema)
     unet.eval()
     g = torch.Generator().manual_seed(seed + 7)
-    losses = [float(v_loss(unet, test[i:i + 64], g, ac, prediction)) for i in range(0, len(test), 64) for _ in range(4)]
+    losses = [float(prediction_loss(unet, test[i:i + 64], g, ac, prediction))
+              for i in range(0, len(test), 64) for _ in range(4)]
     unet.load_state_dict(live)
     unet.train()
     return float(np.mean(losses))
